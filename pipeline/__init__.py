@@ -1,0 +1,1 @@
+"""Real-time detection and tracking pipeline for dashcam video."""

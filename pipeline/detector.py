@@ -1,0 +1,75 @@
+"""The detector protocol the stage chain runs.
+
+A detector turns a batch of BGR uint8 frames into one ``Detections`` per frame,
+boxes in the original image's pixel coordinates.  It is split in three steps so
+the pipeline can run them on separate threads (preprocess, inference, decode);
+``detect`` chains them for callers that want one call.
+
+    batch  = det.preprocess(images)     # letterbox / resize / normalise
+    raw    = det.infer(batch)           # the network forward pass
+    dets   = det.postprocess(raw, batch)  # decode + NMS, letterbox undone
+
+``batch`` is a ``Batch``: the network input plus, per image, what is needed to
+map boxes back (scale, padding offsets, original size).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from .records import Detections
+
+# The dashcam classes kept by default (COCO names).
+DASHCAM_CLASSES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "bus", "truck", "traffic light",
+)
+
+
+@dataclass(frozen=True, eq=False)
+class Letterbox:
+    """How one image was mapped into the network input: input = image * scale + (pad_x, pad_y)."""
+
+    scale_x: float
+    scale_y: float
+    pad_x: float
+    pad_y: float
+    width: int   # original image size
+    height: int
+
+    def to_image(self, xyxy: np.ndarray) -> np.ndarray:
+        """Map (N, 4) boxes from network-input pixels back to the original image, clipped."""
+        out = np.empty_like(xyxy, dtype=np.float32)
+        out[:, 0::2] = (xyxy[:, 0::2] - self.pad_x) / self.scale_x
+        out[:, 1::2] = (xyxy[:, 1::2] - self.pad_y) / self.scale_y
+        np.clip(out[:, 0::2], 0, self.width, out=out[:, 0::2])
+        np.clip(out[:, 1::2], 0, self.height, out=out[:, 1::2])
+        return out
+
+
+@dataclass(frozen=True, eq=False)
+class Batch:
+    """A preprocessed batch: ``data`` is whatever the backend's ``infer`` takes
+    (a (B, 3, H, W) float32 array for ONNX, a device tensor for torch)."""
+
+    data: Any
+    letterboxes: tuple[Letterbox, ...]
+
+    def __len__(self) -> int:
+        return len(self.letterboxes)
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """What the pipeline needs from a detector backend."""
+
+    class_names: tuple[str, ...]
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> Batch: ...
+
+    def infer(self, batch: Batch) -> Any: ...
+
+    def postprocess(self, raw: Any, batch: Batch) -> list[Detections]: ...
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]: ...

@@ -1,0 +1,130 @@
+"""The records passed between stages.
+
+``Frame`` is what a source yields; ``Detections`` is a struct of arrays for the
+boxes of one frame.  Both are frozen: a stage that changes something builds a
+new record (``dataclasses.replace`` or ``Detections.with_tracks``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class Frame:
+    """One decoded frame.
+
+    image:      (H, W, 3) uint8, BGR.
+    index:      0-based count of frames the source produced (decoded frames,
+                never container metadata).
+    timestamp:  presentation time in seconds (stream PTS, camera clock or
+                index / fps for image folders).
+    source:     a short name of the source (file name, ``camera0``, URL).
+    captured_at: ``time.monotonic()`` when the frame left the decoder; used for
+                capture-to-output latency.
+    """
+
+    image: np.ndarray
+    index: int
+    timestamp: float
+    source: str
+    captured_at: float = 0.0
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Detections:
+    """Boxes of one frame, in that frame's pixel coordinates.
+
+    xyxy:     (N, 4) float32, x1 y1 x2 y2.
+    score:    (N,) float32 in [0, 1].
+    class_id: (N,) int32, index into the detector's class names.
+    track_id: (N,) int64 or None when no tracker ran.
+    coasted:  (N,) bool or None; True where the box is a tracker prediction
+              with no detection behind it this frame.
+    """
+
+    xyxy: np.ndarray
+    score: np.ndarray
+    class_id: np.ndarray
+    track_id: np.ndarray | None = None
+    coasted: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        xyxy = np.ascontiguousarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+        n = len(xyxy)
+        score = np.ascontiguousarray(self.score, dtype=np.float32).reshape(-1)
+        class_id = np.ascontiguousarray(self.class_id, dtype=np.int32).reshape(-1)
+        if len(score) != n or len(class_id) != n:
+            raise ValueError(
+                f"Detections: xyxy has {n} rows but score has {len(score)} and class_id {len(class_id)}"
+            )
+        object.__setattr__(self, "xyxy", _readonly(xyxy))
+        object.__setattr__(self, "score", _readonly(score))
+        object.__setattr__(self, "class_id", _readonly(class_id))
+        for name, dtype in (("track_id", np.int64), ("coasted", np.bool_)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            value = np.ascontiguousarray(value, dtype=dtype).reshape(-1)
+            if len(value) != n:
+                raise ValueError(f"Detections: {name} has {len(value)} entries, expected {n}")
+            object.__setattr__(self, name, _readonly(value))
+
+    @classmethod
+    def empty(cls, tracked: bool = False) -> "Detections":
+        if tracked:
+            return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, bool))
+        return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0))
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    @property
+    def tracked(self) -> bool:
+        return self.track_id is not None
+
+    def __getitem__(self, index) -> "Detections":
+        """Select rows by a boolean mask, an index array or a slice."""
+        if isinstance(index, (int, np.integer)):
+            index = [int(index)]
+        return Detections(
+            self.xyxy[index],
+            self.score[index],
+            self.class_id[index],
+            None if self.track_id is None else self.track_id[index],
+            None if self.coasted is None else self.coasted[index],
+        )
+
+    def with_tracks(self, track_id: np.ndarray, coasted: np.ndarray | None = None) -> "Detections":
+        if coasted is None:
+            coasted = np.zeros(len(self), bool)
+        return Detections(self.xyxy, self.score, self.class_id, track_id, coasted)
+
+    @staticmethod
+    def concat(parts: Sequence["Detections"]) -> "Detections":
+        parts = list(parts)
+        if not parts:
+            return Detections.empty()
+        tracked = all(p.tracked for p in parts)
+        return Detections(
+            np.concatenate([p.xyxy for p in parts]),
+            np.concatenate([p.score for p in parts]),
+            np.concatenate([p.class_id for p in parts]),
+            np.concatenate([p.track_id for p in parts]) if tracked else None,
+            np.concatenate([p.coasted for p in parts]) if tracked else None,
+        )
