@@ -91,6 +91,9 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     elif tp is Path:
         if isinstance(value, (str, Path)):
             return Path(value)
+    elif tp is dict:
+        if isinstance(value, Mapping):
+            return dict(value)
     else:
         raise TypeError(f"{where}: unsupported field type {tp!r}")
     raise ConfigError(f"{where}: {value!r} is not {_type_name(tp)}")

@@ -128,3 +128,18 @@ class Detections:
             np.concatenate([p.track_id for p in parts]) if tracked else None,
             np.concatenate([p.coasted for p in parts]) if tracked else None,
         )
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class Packet:
+    """What flows between stages: a frame and what the stages so far made of it.
+
+    batch:      the preprocessed network input (``pipeline.detector.Batch``).
+    raw:        the network's raw output.
+    detections: boxes after decode + NMS, with track ids after the tracking stage.
+    """
+
+    frame: Frame
+    batch: object = None
+    raw: object = None
+    detections: Detections | None = None

@@ -1,0 +1,190 @@
+"""The application's configuration: YAML -> validated frozen dataclasses, in one place.
+
+``load_config(path, overrides)`` reads a YAML file, applies dotted-key
+overrides from the command line and returns an ``AppConfig``.  Every error is a
+``ConfigError`` naming the file, the key, the bad value and what is allowed.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+
+from .configtools import ConfigError, from_mapping
+from .detector import DASHCAM_CLASSES
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_ROOT / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+
+
+def _positive(where: str, value: float | int | None) -> None:
+    if value is not None and value <= 0:
+        raise ConfigError(f"{where}: {value!r} must be > 0")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    fps: float | None = None           # timestamps for image folders (index / fps)
+    camera_width: int = 1280           # resolution asked of a local camera
+    camera_height: int = 720
+    open_timeout_s: float = 5.0        # network streams: connect timeout
+    read_timeout_s: float = 5.0        # network streams: no-data timeout
+    decode_threads: int = 0            # PyAV codec threads; 0 = FFmpeg's choice
+    thread_type: Literal["AUTO", "FRAME", "SLICE", "NONE"] = "AUTO"
+    max_frames: int | None = None      # stop after this many frames (all if null)
+
+    def __post_init__(self) -> None:
+        for name in ("fps", "camera_width", "camera_height", "open_timeout_s", "read_timeout_s", "max_frames"):
+            _positive(f"source.{name}", getattr(self, name))
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """An ONNX detector (``backend: onnx``) or one of ``models/`` (``backend: torch``)."""
+
+    backend: Literal["onnx", "torch"] = "onnx"
+    # onnx: path to the .onnx file (relative paths are relative to the YAML file);
+    # torch: a registered variant name or checkpoint path (see models/).
+    model: str = ""
+    # Output layout (see pipeline/onnx_detector.py); auto: from the model's metadata and outputs.
+    format: Literal["auto", "yolox", "nanodet", "decoded"] = "auto"
+    input_size: tuple[int, int] | None = None    # (height, width); null = from the model
+    letterbox: Literal["topleft", "center", "stretch"] = "topleft"
+    pad_value: float = 114.0
+    color: Literal["bgr", "rgb"] = "bgr"
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)   # in 0..255 units
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    class_names: str | tuple[str, ...] = "coco"  # "coco" or an explicit list
+    classes: tuple[str, ...] = DASHCAM_CLASSES   # kept classes; [] keeps all
+    score_threshold: float = 0.3
+    nms_iou: float = 0.45
+    max_detections: int = 100
+    top_k: int = 1000                            # candidates kept before NMS
+    threads: int = 0                             # onnxruntime intra-op threads; 0 = its default
+    device: str = "auto"                         # auto | cpu | cuda | cuda:N
+    half: bool = False                           # torch backend on CUDA: fp16
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ConfigError(f"detector.score_threshold: {self.score_threshold!r} must be in [0, 1]")
+        if not 0.0 < self.nms_iou <= 1.0:
+            raise ConfigError(f"detector.nms_iou: {self.nms_iou!r} must be in (0, 1]")
+        _positive("detector.max_detections", self.max_detections)
+        _positive("detector.top_k", self.top_k)
+        if self.input_size is not None and min(self.input_size) <= 0:
+            raise ConfigError(f"detector.input_size: {list(self.input_size)!r} must be positive (height, width)")
+        if any(s <= 0 for s in self.std):
+            raise ConfigError(f"detector.std: {list(self.std)!r} must be positive")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    # Frame-drop policy: "auto" keeps every frame of a file (block) and the newest
+    # frame of a live source (drop_oldest).
+    drop_policy: Literal["auto", "block", "drop_oldest"] = "auto"
+    queue_size: int = 4             # bounded queue between stages (file sources)
+    live_queue_size: int = 1        # capture queue size for live sources
+    join_timeout_s: float = 5.0     # per-thread join on shutdown
+    track: bool = True              # run the tracking stage (needs trackers/)
+
+    def __post_init__(self) -> None:
+        _positive("pipeline.queue_size", self.queue_size)
+        _positive("pipeline.live_queue_size", self.live_queue_size)
+        _positive("pipeline.join_timeout_s", self.join_timeout_s)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    show: Literal["auto", "yes", "no"] = "auto"   # auto: a window when a display is present
+    save_video: str | None = None
+    save_json: str | None = None
+    save_mot: str | None = None
+    stats_json: str | None = None
+    video_codec: str = "libx264"
+    video_preset: str = "veryfast"
+    video_crf: int = 23
+    video_threads: int = 0          # encoder threads; 0 = FFmpeg's choice
+    progress: bool = True           # progress bar for files (stderr)
+    window_name: str = "dashtrack"
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    tracker: dict = field(default_factory=dict)   # validated by trackers.TrackerConfig
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        child = node.setdefault(k, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {dotted}: {k!r} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def read_yaml(path: Path) -> dict:
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found; pass an existing YAML file with --config") from None
+    except OSError as e:
+        raise ConfigError(f"config file {path}: cannot read ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise ConfigError(f"config file {path}: malformed YAML{where}: {problem}; fix the syntax") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of sections at the top, got {type(data).__name__}")
+    return data
+
+
+def resolve_model_path(model: str, base_dir: Path) -> str:
+    """A relative model path in a YAML file is relative to that file; names (no slash, no suffix) stay as they are."""
+    p = Path(model)
+    if not model or p.is_absolute() or ("/" not in model and p.suffix == ""):
+        return model
+    return str((base_dir / p).resolve())
+
+
+def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | None = None) -> AppConfig:
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    data = copy.deepcopy(read_yaml(path))
+    detector = data.get("detector")
+    if isinstance(detector, dict) and isinstance(detector.get("model"), str):
+        detector["model"] = resolve_model_path(detector["model"], path.parent)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, key, value)
+    try:
+        return from_mapping(AppConfig, data, "config")
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def detector_preset(name_or_path: str) -> dict:
+    """A detector section from ``configs/detectors/<name>.yaml`` or a YAML path, model path resolved."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        path = p
+    else:
+        path = CONFIG_DIR / "detectors" / f"{name_or_path}.yaml"
+    data = read_yaml(path)
+    section = data.get("detector", data)
+    if isinstance(section.get("model"), str):
+        section = dict(section, model=resolve_model_path(section["model"], path.parent))
+    return section

@@ -1,0 +1,288 @@
+"""ONNX detector backend on onnxruntime (CUDA provider when present).
+
+Three output layouts are understood:
+
+- ``yolox``:   one (B, N, 5 + C) tensor of raw YOLOX rows
+               ``dx, dy, log w, log h, objectness, C class scores`` over
+               stride 8/16/32 grids; score = objectness * class score.
+- ``nanodet``: per stride 8/16/32 a (B, N_s, C) sigmoid score tensor and a
+               (B, N_s, 4 * (R + 1)) distance distribution (softmax, expectation,
+               times stride = distances l, t, r, b from the cell centre).
+- ``decoded``: one (B, N, 4 + C) tensor: x1 y1 x2 y2 in network-input pixels,
+               then C class scores (what ``models/`` exports).  Preprocessing may
+               be stored in the model's metadata under the key ``dashtrack``.
+
+Post-processing order: score threshold -> top-k -> class-aware NMS -> max
+detections -> letterbox undone and boxes clipped to the image.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from .config import DetectorConfig
+from .configtools import ConfigError, from_mapping
+from .detector import Batch, Letterbox
+from .records import Detections
+
+COCO_NAMES: tuple[str, ...] = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+)
+
+
+class DetectorError(RuntimeError):
+    """A detector that cannot be loaded or run; the message is one line for the user."""
+
+
+def letterbox_params(width: int, height: int, in_h: int, in_w: int, mode: str) -> Letterbox:
+    if mode == "stretch":
+        return Letterbox(in_w / width, in_h / height, 0.0, 0.0, width, height)
+    r = min(in_w / width, in_h / height)
+    if mode == "topleft":
+        return Letterbox(r, r, 0.0, 0.0, width, height)
+    new_w, new_h = round(width * r), round(height * r)
+    return Letterbox(r, r, (in_w - new_w) // 2, (in_h - new_h) // 2, width, height)
+
+
+def letterbox_image(image: np.ndarray, lb: Letterbox, in_h: int, in_w: int, pad_value: float) -> np.ndarray:
+    """Resize ``image`` into an (in_h, in_w, 3) uint8 canvas as ``lb`` describes."""
+    new_w = round(lb.width * lb.scale_x)
+    new_h = round(lb.height * lb.scale_y)
+    resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    if new_w == in_w and new_h == in_h:
+        return resized
+    canvas = np.full((in_h, in_w, 3), int(round(pad_value)), np.uint8)
+    x0, y0 = int(lb.pad_x), int(lb.pad_y)
+    canvas[y0:y0 + new_h, x0:x0 + new_w] = resized
+    return canvas
+
+
+def nms_per_class(xyxy: np.ndarray, score: np.ndarray, class_id: np.ndarray, iou: float) -> np.ndarray:
+    """Class-aware NMS; returns kept indices sorted by descending score.
+
+    Boxes of different classes never suppress each other: each class is shifted
+    by a large offset before one OpenCV NMS call.
+    """
+    if len(xyxy) == 0:
+        return np.zeros(0, np.int64)
+    offset = (class_id.astype(np.float32) * (float(xyxy.max()) + 1.0))[:, None]
+    shifted = xyxy + offset
+    xywh = np.concatenate([shifted[:, :2], shifted[:, 2:] - shifted[:, :2]], axis=1)
+    keep = cv2.dnn.NMSBoxes(xywh.tolist(), score.tolist(), 0.0, iou)
+    keep = np.asarray(keep, np.int64).reshape(-1)
+    return keep[np.argsort(-score[keep], kind="stable")]
+
+
+def _grid(in_h: int, in_w: int, strides: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 2) cell x/y and (N,) stride for row-major grids of each stride."""
+    cells, stride_col = [], []
+    for s in strides:
+        gh, gw = in_h // s, in_w // s
+        gy, gx = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
+        cells.append(np.stack([gx.ravel(), gy.ravel()], 1))
+        stride_col.append(np.full(gh * gw, s))
+    return np.concatenate(cells).astype(np.float32), np.concatenate(stride_col).astype(np.float32)
+
+
+class OnnxDetector:
+    """Runs an ONNX detector; implements ``pipeline.detector.Detector``."""
+
+    def __init__(self, cfg: DetectorConfig):
+        import onnxruntime as ort
+
+        path = Path(cfg.model)
+        if not cfg.model:
+            raise DetectorError("detector.model is empty; give an .onnx file with --model PATH")
+        if not path.is_file():
+            raise DetectorError(f"detector model {path} not found; check the path or pass --model PATH")
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if cfg.threads:
+            opts.intra_op_num_threads = cfg.threads
+            opts.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+        if cfg.device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=providers)
+        except Exception as e:  # onnxruntime raises its own exception types
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise DetectorError(f"detector model {path} is not a loadable ONNX model ({first}); pass a valid .onnx file") from None
+        cfg = self._apply_metadata(cfg)
+        self.cfg = cfg
+        self.input_name = self.session.get_inputs()[0].name
+        shape = self.session.get_inputs()[0].shape
+        if cfg.input_size is not None:
+            self.in_h, self.in_w = cfg.input_size
+        elif isinstance(shape[2], int) and isinstance(shape[3], int):
+            self.in_h, self.in_w = shape[2], shape[3]
+        else:
+            raise DetectorError(f"detector model {path} has a dynamic input size; set detector.input_size")
+        if cfg.format == "auto":
+            cfg = self.cfg = dataclasses.replace(cfg, format=self._guess_format(cfg))
+        names = cfg.class_names
+        self.class_names: tuple[str, ...] = COCO_NAMES if names == "coco" else tuple(names)
+        self._keep_mask = self._class_mask(cfg.classes)
+        self._mean = np.asarray(cfg.mean, np.float32).reshape(1, 3, 1, 1)
+        self._inv_std = (1.0 / np.asarray(cfg.std, np.float32)).reshape(1, 3, 1, 1)
+        self._normalize = bool(np.any(self._mean != 0) or np.any(self._inv_std != 1))
+        self._check_outputs(path)
+        if cfg.format in ("yolox", "nanodet"):
+            self._cells, self._strides = _grid(self.in_h, self.in_w, (8, 16, 32))
+
+    # -- setup ------------------------------------------------------------------
+    def _apply_metadata(self, cfg: DetectorConfig) -> DetectorConfig:
+        meta = self.session.get_modelmeta().custom_metadata_map.get("dashtrack")
+        if not meta:
+            return cfg
+        try:
+            info = json.loads(meta)
+        except json.JSONDecodeError:
+            raise DetectorError(f"detector model {cfg.model}: its 'dashtrack' metadata is not JSON; re-export it") from None
+        fields = {f.name for f in dataclasses.fields(DetectorConfig)}
+        merged = dataclasses.asdict(cfg)
+        merged.update({k: v for k, v in info.items() if k in fields})
+        return from_mapping(DetectorConfig, merged, f"{cfg.model} metadata")
+
+    def _guess_format(self, cfg: DetectorConfig) -> str:
+        outs = self.session.get_outputs()
+        n_cls = len(COCO_NAMES if cfg.class_names == "coco" else cfg.class_names)
+        if len(outs) == 6:
+            return "nanodet"
+        last = outs[0].shape[-1] if len(outs) == 1 else None
+        if last == 5 + n_cls:
+            return "yolox"
+        if last == 4 + n_cls:
+            return "decoded"
+        raise DetectorError(
+            f"detector model {cfg.model}: cannot tell its output layout ({len(outs)} outputs, last dim {last}); "
+            "set detector.format (yolox, nanodet or decoded)"
+        )
+
+    def _class_mask(self, classes: tuple[str, ...]) -> np.ndarray:
+        mask = np.ones(len(self.class_names), bool)
+        if classes:
+            unknown = [c for c in classes if c not in self.class_names]
+            if unknown:
+                raise ConfigError(
+                    f"detector.classes: {unknown!r} not among the model's classes; allowed: {', '.join(self.class_names)}"
+                )
+            mask[:] = False
+            mask[[self.class_names.index(c) for c in classes]] = True
+        return mask
+
+    def _check_outputs(self, path: Path) -> None:
+        outs = self.session.get_outputs()
+        n_cls = len(self.class_names)
+        expect = {"yolox": 5 + n_cls, "decoded": 4 + n_cls}.get(self.cfg.format)
+        if expect is not None:
+            last = outs[0].shape[-1]
+            if len(outs) != 1 or (isinstance(last, int) and last != expect):
+                raise DetectorError(
+                    f"detector model {path}: output {outs[0].shape} does not fit format "
+                    f"'{self.cfg.format}' with {n_cls} classes (expected last dim {expect}); check detector.format"
+                )
+        elif len(outs) != 6:
+            raise DetectorError(f"detector model {path}: format 'nanodet' needs 6 outputs, the model has {len(outs)}")
+
+    # -- protocol ------------------------------------------------------------------
+    def preprocess(self, images: Sequence[np.ndarray]) -> Batch:
+        lbs, canvases = [], []
+        for img in images:
+            lb = letterbox_params(img.shape[1], img.shape[0], self.in_h, self.in_w, self.cfg.letterbox)
+            lbs.append(lb)
+            canvases.append(letterbox_image(img, lb, self.in_h, self.in_w, self.cfg.pad_value))
+        swap = self.cfg.color == "rgb"
+        # (B, H, W, 3) uint8 -> (B, 3, H, W) float32
+        data = cv2.dnn.blobFromImages(canvases, 1.0, swapRB=swap) if len(canvases) > 1 else \
+            cv2.dnn.blobFromImage(canvases[0], 1.0, swapRB=swap)
+        if self._normalize:
+            mean = self._mean[:, ::-1] if swap else self._mean
+            inv_std = self._inv_std[:, ::-1] if swap else self._inv_std
+            data = (data - mean) * inv_std
+        return Batch(np.ascontiguousarray(data, np.float32), tuple(lbs))
+
+    def infer(self, batch: Batch) -> list[np.ndarray]:
+        if len(batch) == 1 or self.session.get_inputs()[0].shape[0] != 1:
+            return self.session.run(None, {self.input_name: batch.data})
+        # A model exported with batch 1: run frame by frame, stack outputs.
+        parts = [self.session.run(None, {self.input_name: batch.data[i:i + 1]}) for i in range(len(batch))]
+        return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+
+    def postprocess(self, raw: list[np.ndarray], batch: Batch) -> list[Detections]:
+        boxes, scores = self._decode(raw)   # (B, N, 4) input pixels, (B, N, C)
+        return [self._select(boxes[i], scores[i], batch.letterboxes[i]) for i in range(len(batch))]
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        batch = self.preprocess(images)
+        return self.postprocess(self.infer(batch), batch)
+
+    # -- decoding ------------------------------------------------------------------
+    def _decode(self, raw: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        fmt = self.cfg.format
+        if fmt == "decoded":
+            out = raw[0]                                   # (B, N, 4 + C)
+            return out[..., :4], out[..., 4:]
+        if fmt == "yolox":
+            out = raw[0]                                   # (B, N, 5 + C)
+            s = self._strides[None, :, None]               # (1, N, 1)
+            cxcy = (out[..., 0:2] + self._cells[None]) * s
+            wh = np.exp(np.clip(out[..., 2:4], -10.0, 10.0)) * s
+            boxes = np.concatenate([cxcy - wh / 2, cxcy + wh / 2], axis=-1)
+            return boxes, out[..., 5:] * out[..., 4:5]
+        # nanodet: outputs are 3 score tensors then 3 distribution tensors
+        scores = np.concatenate(raw[:3], axis=1)           # (B, N, C)
+        dist = np.concatenate(raw[3:], axis=1)             # (B, N, 4 * bins)
+        bins = dist.shape[-1] // 4
+        dist = dist.reshape(dist.shape[0], dist.shape[1], 4, bins)
+        dist = np.exp(dist - dist.max(-1, keepdims=True))
+        dist /= dist.sum(-1, keepdims=True)
+        ltrb = (dist * np.arange(bins, dtype=np.float32)).sum(-1) * self._strides[None, :, None]
+        centre = self._cells[None] * self._strides[None, :, None] + (self._strides[None, :, None] - 1) / 2
+        boxes = np.concatenate([centre - ltrb[..., :2], centre + ltrb[..., 2:]], axis=-1)
+        return boxes, scores
+
+    def _select(self, boxes: np.ndarray, scores: np.ndarray, lb: Letterbox) -> Detections:
+        cfg = self.cfg
+        scores = np.where(self._keep_mask[None, :], scores, 0.0)   # (N, C) class filter
+        class_id = scores.argmax(1)
+        score = scores[np.arange(len(scores)), class_id]
+        idx = np.flatnonzero(score >= cfg.score_threshold)          # 1. score threshold
+        if len(idx) > cfg.top_k:                                    # 2. top-k
+            idx = idx[np.argpartition(-score[idx], cfg.top_k)[: cfg.top_k]]
+        xyxy = lb.to_image(boxes[idx].astype(np.float32))           # 3. decoded: undo letterbox, clip
+        keep = nms_per_class(xyxy, score[idx], class_id[idx], cfg.nms_iou)[: cfg.max_detections]  # 4-5
+        idx = idx[keep]
+        return Detections(xyxy[keep], score[idx], class_id[idx])
+
+
+def build_detector(cfg: DetectorConfig):
+    """The detector a config names: the ONNX backend, or ``models.build_detector`` for torch."""
+    if cfg.backend == "onnx" or cfg.model.endswith(".onnx"):
+        return OnnxDetector(cfg if cfg.backend == "onnx" else dataclasses.replace(cfg, backend="onnx"))
+    try:
+        from models import build_detector as build_torch
+    except ImportError as e:
+        raise DetectorError(f"the torch detector backend is unavailable ({e}); use an ONNX model") from None
+    device = cfg.device
+    if device == "auto":
+        import torch
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    classes = cfg.classes or None
+    return build_torch(cfg.model, device=device, score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou,
+                       max_detections=cfg.max_detections, classes=classes, half=cfg.half)

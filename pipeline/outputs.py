@@ -1,0 +1,230 @@
+"""Outputs: drawing, the annotated video (PyAV, H.264), JSON lines and MOTChallenge files.
+
+Every writer is safe to close twice and flushes what it has on close, so a run
+stopped by an error or Ctrl-C leaves valid files: the mp4 is fragmented
+(playable up to the last fragment even if the process dies), the JSONL holds
+only whole lines.
+"""
+from __future__ import annotations
+
+import json
+import threading
+from fractions import Fraction
+from pathlib import Path
+from typing import Sequence
+
+import av
+import cv2
+import numpy as np
+
+from .records import Detections, Frame
+
+
+class OutputError(RuntimeError):
+    """An output that cannot be written; the message is one line for the user."""
+
+
+def _open_for_writing(path: str, what: str):
+    p = Path(path)
+    if p.parent and not p.parent.exists():
+        raise OutputError(f"{what} {path}: folder {p.parent} does not exist; create it or choose another path")
+    try:
+        return open(p, "w", buffering=1, encoding="utf-8")
+    except OSError as e:
+        raise OutputError(f"{what} {path}: cannot write ({e.strerror})") from None
+
+
+# -- drawing ---------------------------------------------------------------------
+def _color(key: int) -> tuple[int, int, int]:
+    """A stable, saturated BGR colour per class or track id."""
+    hue = (key * 47) % 180
+    hsv = np.uint8([[[hue, 220, 255]]])
+    b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
+    return int(b), int(g), int(r)
+
+
+def _dashed_rect(img: np.ndarray, p1, p2, color, thickness: int = 1, dash: int = 8) -> None:
+    x1, y1 = p1
+    x2, y2 = p2
+    for x in range(x1, x2, dash * 2):
+        cv2.line(img, (x, y1), (min(x + dash, x2), y1), color, thickness)
+        cv2.line(img, (x, y2), (min(x + dash, x2), y2), color, thickness)
+    for y in range(y1, y2, dash * 2):
+        cv2.line(img, (x1, y), (x1, min(y + dash, y2)), color, thickness)
+        cv2.line(img, (x2, y), (x2, min(y + dash, y2)), color, thickness)
+
+
+def draw_detections(img: np.ndarray, dets: Detections, class_names: Sequence[str]) -> np.ndarray:
+    """Draw boxes in place: class, score and track id; coasted boxes dashed and marked."""
+    for i in range(len(dets)):
+        x1, y1, x2, y2 = (int(round(v)) for v in dets.xyxy[i])
+        cid = int(dets.class_id[i])
+        name = class_names[cid] if 0 <= cid < len(class_names) else str(cid)
+        coasted = bool(dets.coasted[i]) if dets.coasted is not None else False
+        key = int(dets.track_id[i]) if dets.track_id is not None else cid
+        color = _color(key)
+        label = f"{name} {dets.score[i]:.2f}"
+        if dets.track_id is not None:
+            label = f"#{int(dets.track_id[i])} " + label
+        if coasted:
+            _dashed_rect(img, (x1, y1), (x2, y2), color, 2)
+            label += " (coast)"
+        else:
+            cv2.rectangle(img, (x1, y1), (x2, y2), color, 2)
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        ty = y1 - 4 if y1 - th - 6 >= 0 else y1 + th + 4
+        cv2.rectangle(img, (x1, ty - th - 3), (x1 + tw + 4, ty + base - 1), color, -1)
+        cv2.putText(img, label, (x1 + 2, ty - 1), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    return img
+
+
+def draw_hud(img: np.ndarray, lines: Sequence[str]) -> np.ndarray:
+    y = 22
+    for line in lines:
+        cv2.putText(img, line, (10, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(img, line, (10, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
+        y += 22
+    return img
+
+
+# -- writers ---------------------------------------------------------------------
+class VideoWriter:
+    """Annotated H.264 video with each frame at its source timestamp (no fixed rate)."""
+
+    TIME_BASE = Fraction(1, 90000)
+
+    def __init__(self, path: str, *, fps_hint: float | None, codec: str = "libx264", preset: str = "veryfast",
+                 crf: int = 23, threads: int = 0):
+        p = Path(path)
+        if not p.parent.exists():
+            raise OutputError(f"--save-video {path}: folder {p.parent} does not exist; create it or choose another path")
+        self.path = path
+        self._lock = threading.Lock()
+        self._closed = False
+        self._t0: float | None = None
+        self._last_pts = -1
+        self.frames = 0
+        self.stream = None
+        self._codec, self._fps_hint = codec, fps_hint
+        self._options = {"preset": preset, "crf": str(crf)} if codec in ("libx264", "libx265") else {}
+        self._threads = threads
+        try:
+            # Fragmented mp4: every fragment is self-contained, so a file cut short still plays.
+            fmt_opts = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if p.suffix.lower() in (".mp4", ".mov", ".m4v") else {}
+            self.container = av.open(path, "w", options=fmt_opts)
+        except (av.error.FFmpegError, OSError) as e:
+            raise OutputError(f"--save-video {path}: cannot create ({e}); choose another path or extension") from None
+
+    def _open_stream(self, width: int, height: int) -> None:
+        rate = Fraction(self._fps_hint).limit_denominator(1001) if self._fps_hint else Fraction(30)
+        try:
+            stream = self.container.add_stream(self._codec, rate=rate)
+        except (av.error.FFmpegError, ValueError) as e:
+            raise OutputError(f"--save-video: codec {self._codec!r} unavailable ({e}); use libx264 or mpeg4") from None
+        stream.width, stream.height = width - width % 2, height - height % 2
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = self.TIME_BASE
+        stream.codec_context.time_base = self.TIME_BASE
+        if self._threads:
+            stream.codec_context.thread_count = self._threads
+        stream.options = self._options
+        self.stream = stream
+
+    def write(self, image: np.ndarray, timestamp: float) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            if self.stream is None:
+                self._open_stream(image.shape[1], image.shape[0])
+                self._t0 = timestamp
+            h, w = self.stream.height, self.stream.width
+            if image.shape[0] != h or image.shape[1] != w:
+                image = image[:h, :w]
+            pts = int(round((timestamp - self._t0) / self.TIME_BASE))
+            if pts <= self._last_pts:       # timestamps must increase strictly
+                pts = self._last_pts + 1
+            self._last_pts = pts
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+            vf.pts = pts
+            vf.time_base = self.TIME_BASE
+            for packet in self.stream.encode(vf):
+                self.container.mux(packet)
+            self.frames += 1
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                if self.stream is not None:
+                    for packet in self.stream.encode(None):
+                        self.container.mux(packet)
+            finally:
+                self.container.close()
+
+
+class JsonlWriter:
+    """One JSON object per frame and line: index, timestamp, boxes."""
+
+    def __init__(self, path: str, class_names: Sequence[str]):
+        self.path = path
+        self.class_names = tuple(class_names)
+        self._lock = threading.Lock()
+        self._f = _open_for_writing(path, "--save-json")
+
+    def write(self, frame: Frame, dets: Detections) -> None:
+        boxes = []
+        for i in range(len(dets)):
+            cid = int(dets.class_id[i])
+            box = {
+                "xyxy": [round(float(v), 2) for v in dets.xyxy[i]],
+                "class_id": cid,
+                "class": self.class_names[cid] if 0 <= cid < len(self.class_names) else str(cid),
+                "score": round(float(dets.score[i]), 4),
+                "track_id": int(dets.track_id[i]) if dets.track_id is not None else None,
+                "coasted": bool(dets.coasted[i]) if dets.coasted is not None else False,
+            }
+            boxes.append(box)
+        line = json.dumps({"index": frame.index, "timestamp": round(frame.timestamp, 6),
+                           "source": frame.source, "boxes": boxes})
+        with self._lock:
+            if self._f is not None:
+                self._f.write(line + "\n")   # line-buffered: whole lines reach the file
+
+    def close(self) -> None:
+        with self._lock:
+            if self._f is not None:
+                self._f.close()
+                self._f = None
+
+
+class MotWriter:
+    """MOTChallenge text: ``frame,id,x,y,w,h,score,-1,-1,-1`` with 1-based frames.
+
+    Only tracked boxes are written (the format needs ids); coasted boxes are
+    included, as the tracker emits them.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._lock = threading.Lock()
+        self._f = _open_for_writing(path, "--save-mot")
+
+    def write(self, frame: Frame, dets: Detections) -> None:
+        if dets.track_id is None:
+            return
+        lines = []
+        for i in range(len(dets)):
+            x1, y1, x2, y2 = (float(v) for v in dets.xyxy[i])
+            lines.append(f"{frame.index + 1},{int(dets.track_id[i])},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},"
+                         f"{float(dets.score[i]):.4f},-1,-1,-1\n")
+        with self._lock:
+            if self._f is not None and lines:
+                self._f.write("".join(lines))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._f is not None:
+                self._f.close()
+                self._f = None

@@ -1,0 +1,256 @@
+"""Assemble and run the stage chain for one source.
+
+    capture -> preprocess -> inference -> decode -> track -> output -> main thread (preview, progress)
+
+``Runner.run()`` returns the stats report; any failure surfaces here as one
+exception naming its stage (``StageError``), after every thread was stopped and
+joined and every writer closed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import AppConfig
+from .configtools import from_mapping
+from .detector import Detector
+from .display import Preview, display_available
+from .onnx_detector import build_detector
+from .outputs import JsonlWriter, MotWriter, VideoWriter, draw_detections, draw_hud
+from .records import Packet
+from .sources import Source, open_source
+from .stages import END, Chain, StageSpec, Stopped
+from .stats import Stats, format_table
+
+
+def build_tracker(cfg: AppConfig):
+    """The configured tracker, or None when tracking is off."""
+    if not cfg.pipeline.track:
+        return None
+    from trackers import KalmanTracker, TrackerConfig
+
+    return KalmanTracker(from_mapping(TrackerConfig, cfg.tracker, "tracker"))
+
+
+class Runner:
+    def __init__(self, cfg: AppConfig, source: str | Source, *, detector: Detector | None = None,
+                 tracker: Any = None, log=sys.stderr):
+        self.cfg = cfg
+        self.log = log
+        self.stats = Stats()
+        self.source = open_source(source, cfg.source) if isinstance(source, str) else source
+        self.writers: list = []
+        self.preview: Preview | None = None
+        self.interrupted = False
+        self.stop_reason = "end of input"
+        try:
+            self.detector = detector if detector is not None else build_detector(cfg.detector)
+            self.tracker = tracker if tracker is not None else build_tracker(cfg)
+            self._open_outputs()
+        except BaseException:
+            self._close_outputs()
+            self.source.close()
+            raise
+        policy = cfg.pipeline.drop_policy
+        if policy == "auto":
+            policy = "drop_oldest" if self.source.live else "block"
+        self.policy = policy
+        self.show = self._want_window()
+        self.stages = self._build_stages()
+
+    # -- setup ---------------------------------------------------------------------
+    def _want_window(self) -> bool:
+        show = self.cfg.output.show
+        if show == "no":
+            return False
+        if not display_available():
+            if show == "yes":
+                print("note: no display found; running headless", file=self.log)
+            return False
+        return True
+
+    def _open_outputs(self) -> None:
+        out = self.cfg.output
+        names = self.detector.class_names
+        self.video = self.jsonl = self.mot = None
+        if out.save_video:
+            self.video = VideoWriter(out.save_video, fps_hint=self.source.fps, codec=out.video_codec,
+                                     preset=out.video_preset, crf=out.video_crf, threads=out.video_threads)
+            self.writers.append(self.video)
+        if out.save_json:
+            self.jsonl = JsonlWriter(out.save_json, names)
+            self.writers.append(self.jsonl)
+        if out.save_mot:
+            self.mot = MotWriter(out.save_mot)
+            self.writers.append(self.mot)
+
+    def _close_outputs(self) -> None:
+        errors = []
+        for w in self.writers:
+            try:
+                w.close()
+            except Exception as e:   # keep closing the others; report the first
+                errors.append(e)
+        if errors:
+            raise errors[0]
+
+    def _build_stages(self) -> list[StageSpec]:
+        det = self.detector
+
+        def preprocess(p: Packet) -> Packet:
+            return dataclasses.replace(p, batch=det.preprocess([p.frame.image]))
+
+        def inference(p: Packet) -> Packet:
+            return dataclasses.replace(p, raw=det.infer(p.batch))
+
+        def decode(p: Packet) -> Packet:
+            return dataclasses.replace(p, raw=None, batch=None, detections=det.postprocess(p.raw, p.batch)[0])
+
+        stages = [StageSpec("preprocess", preprocess), StageSpec("inference", inference), StageSpec("decode", decode)]
+        if self.tracker is not None:
+            tracker = self.tracker
+
+            def track(p: Packet) -> Packet:
+                return dataclasses.replace(p, detections=tracker.update(p.detections, p.frame.timestamp, p.frame.image))
+
+            stages.append(StageSpec("track", track))
+        stages.append(StageSpec("output", self._output, close=self._close_outputs))
+        return stages
+
+    def _output(self, p: Packet) -> Any:
+        frame, dets = p.frame, p.detections
+        annotated = None
+        if self.video is not None or self.show:
+            annotated = draw_detections(frame.image.copy(), dets, self.detector.class_names)
+        if self.video is not None:
+            self.video.write(annotated, frame.timestamp)
+        if self.jsonl is not None:
+            self.jsonl.write(frame, dets)
+        if self.mot is not None:
+            self.mot.write(frame, dets)
+        self.stats.output(frame.captured_at)
+        return annotated if self.show else frame.index
+
+    # -- run -----------------------------------------------------------------------
+    def run(self) -> dict:
+        packets = (Packet(f) for f in self.source)
+        live = self.policy == "drop_oldest"
+        pcfg = self.cfg.pipeline
+        chain = Chain(
+            _SourceIter(packets, self.source), self.stages, self.stats,
+            capture_policy=self.policy,
+            capture_queue=pcfg.live_queue_size if live else pcfg.queue_size,
+            queue_size=1 if live else pcfg.queue_size,
+            output_queue=2 if self.show else max(pcfg.queue_size, 64),
+            output_policy="drop_oldest" if self.show else "block",
+        )
+        self.chain = chain
+        progress = self._progress()
+        try:
+            if self.show:
+                self.preview = Preview(self.cfg.output.window_name)
+            chain.start()
+            self._main_loop(chain, progress)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            self.stop_reason = "interrupted (Ctrl-C)"
+        finally:
+            chain.stop()
+            stuck = chain.join(pcfg.join_timeout_s)
+            self.stats.finish()
+            try:
+                self._close_outputs()
+            finally:
+                if self.preview is not None:
+                    self.preview.close()
+                if progress is not None:
+                    progress.close()
+        if stuck:
+            print(f"warning: threads still running after {pcfg.join_timeout_s:.0f} s: {', '.join(stuck)}", file=self.log)
+        report = self.stats.report()
+        report["stop_reason"] = "error" if chain.error else self.stop_reason
+        report["source"] = self.source.name
+        report["drop_policy"] = self.policy
+        if self.cfg.output.stats_json:
+            Path(self.cfg.output.stats_json).write_text(json.dumps(report, indent=2) + "\n")
+        self.report = report
+        if chain.error is not None:
+            raise chain.error
+        return report
+
+    def _progress(self):
+        if self.source.live or not self.cfg.output.progress:
+            return None
+        from tqdm import tqdm
+
+        total = self.source.frame_count_hint
+        return tqdm(total=total, unit="frame", file=self.log, dynamic_ncols=True, leave=False,
+                    desc=Path(self.source.name).name, disable=not getattr(self.log, "isatty", lambda: False)())
+
+    def _main_loop(self, chain: Chain, progress) -> None:
+        """Runs on the main thread until the chain ends, fails, or the user quits."""
+        shown_at: list[float] = []
+        paused = False
+        last_image = None
+        while True:
+            if self.preview is not None:
+                item = chain.output.get_nowait()
+                if item is None:
+                    if not chain.alive and chain.error is None and len(chain.output) == 0:
+                        return
+                    if chain.error is not None:
+                        return
+                    action = self.preview.show(None, 10)
+                else:
+                    if item is END:
+                        return
+                    now = time.monotonic()
+                    shown_at = [t for t in shown_at if now - t < 1.0] + [now]
+                    last_image = draw_hud(item, self._hud(len(shown_at), paused))
+                    action = self.preview.show(last_image)
+                if action == "quit":
+                    self.stop_reason = "closed by user"
+                    return
+                if action == "pause":
+                    paused = not paused
+                    (chain.pause.set if paused else chain.pause.clear)()
+                    if last_image is not None:
+                        self.preview.show(draw_hud(last_image, ["PAUSED (space resumes)"]))
+            else:
+                try:
+                    item = chain.output.get()
+                except Stopped:
+                    return
+                if item is END:
+                    return
+            if progress is not None:
+                progress.n = self.stats.frames_out
+                if progress.total is not None and progress.n > progress.total:
+                    progress.total = progress.n
+                progress.refresh()
+
+    def _hud(self, fps: int, paused: bool) -> list[str]:
+        lat = self.stats.recent_latency_ms()
+        lines = [f"{fps} FPS  latency {lat:.0f} ms  dropped {self.stats.dropped}" if lat is not None else f"{fps} FPS"]
+        if paused:
+            lines.append("PAUSED (space resumes)")
+        return lines
+
+
+class _SourceIter:
+    """Iterates the packets and closes the source when the capture thread ends."""
+
+    def __init__(self, packets, source: Source):
+        self._packets, self._source = packets, source
+
+    def __iter__(self):
+        return iter(self._packets)
+
+    def close(self) -> None:
+        self._source.close()

@@ -1,0 +1,260 @@
+"""Frame sources: video files, network streams, local cameras, image folders.
+
+``open_source(spec, cfg)`` picks the kind from the spec string and returns a
+``Source``; iterating it yields ``Frame`` records.  Opening checks the source
+and raises ``SourceError`` with one line naming it and the fix; a failure in
+the middle of reading raises ``SourceError`` too (never a fabricated frame).
+
+    camera0, 0, camera2     a local camera (OpenCV), asked for 1280x720
+    drive.mp4 (mkv, avi, mov, ...)   a file, decoded by PyAV (threaded codec)
+    rtsp://..., http(s)://..., udp://..., tcp://...   a network stream (PyAV)
+    lavfi:testsrc2=size=1280x720:rate=30,realtime      an FFmpeg test source (live)
+    a folder or a glob of images     sorted; timestamps from --fps or timestamps.json
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Iterator
+
+import av  # import av before cv2 (PLATFORM.md: the other order broke PyAV's x11grab)
+import cv2
+import numpy as np
+
+from .config import SourceConfig
+from .records import Frame
+
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".m4v", ".webm", ".ts", ".mpg", ".mpeg", ".flv", ".h264", ".hevc"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+URL_RE = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp|srt)://", re.I)
+CAMERA_RE = re.compile(r"^(?:camera)?(\d+)$", re.I)
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be opened or read; the message is one line for the user."""
+
+
+class Source(ABC):
+    """A sequence of frames.  ``live`` sources produce frames on their own clock."""
+
+    name: str
+    live: bool = False
+    fps: float | None = None               # nominal rate, for the video writer and progress
+    frame_count_hint: int | None = None    # container metadata: a hint only
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[Frame]: ...
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Source":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _av_message(e: Exception) -> str:
+    text = getattr(e, "strerror", None) or str(e)
+    return text.strip().rstrip(".") or type(e).__name__
+
+
+class PyAVSource(Source):
+    """Files, network streams and lavfi test sources through PyAV."""
+
+    def __init__(self, spec: str, cfg: SourceConfig, *, live: bool, fmt: str | None = None,
+                 options: dict[str, str] | None = None, name: str | None = None):
+        self.spec, self.live, self.name = spec, live, name or spec
+        timeout = (cfg.open_timeout_s, cfg.read_timeout_s) if live else None
+        try:
+            self.container = av.open(spec, format=fmt, options=options or {}, timeout=timeout)
+        except FileNotFoundError:
+            raise SourceError(f"{self.name}: file not found; check the path") from None
+        except av.error.ExitError as e:
+            raise SourceError(f"{self.name}: stream ended while opening ({_av_message(e)})") from None
+        except av.error.FFmpegError as e:
+            raise SourceError(f"{self.name}: cannot open ({_av_message(e)}); {self._hint()}") from None
+        except OSError as e:
+            raise SourceError(f"{self.name}: cannot open ({_av_message(e)}); {self._hint()}") from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise SourceError(f"{self.name}: has no video stream; pass a video file or stream")
+        self.stream = self.container.streams.video[0]
+        ctx = self.stream.codec_context
+        if ctx is None or ctx.name is None:
+            self.container.close()
+            raise SourceError(f"{self.name}: unsupported video codec; re-encode it to H.264")
+        self.stream.thread_type = cfg.thread_type
+        if cfg.decode_threads:
+            self.stream.thread_count = cfg.decode_threads
+        rate = self.stream.average_rate or self.stream.guessed_rate
+        self.fps = float(rate) if rate else None
+        self.frame_count_hint = self.stream.frames or None
+        self.max_frames = cfg.max_frames
+
+    def _hint(self) -> str:
+        if self.live:
+            return "check the URL and that the stream is up"
+        return "the file may be corrupt or not a video"
+
+    def __iter__(self) -> Iterator[Frame]:
+        tb = self.stream.time_base
+        start = self.stream.start_time
+        origin = time.monotonic()
+        index = 0
+        last_ts = -1.0
+        try:
+            for vf in self.container.decode(self.stream):
+                if vf.pts is not None and tb is not None:
+                    pts = vf.pts - (start or 0)
+                    ts = float(pts * tb)
+                elif self.fps:
+                    ts = index / self.fps
+                else:
+                    ts = time.monotonic() - origin
+                if ts <= last_ts:  # broken or repeated PTS: keep time moving forward
+                    ts = last_ts + (1.0 / self.fps if self.fps else 1e-3)
+                last_ts = ts
+                image = vf.to_ndarray(format="bgr24")
+                yield Frame(image, index, ts, self.name, time.monotonic())
+                index += 1
+                if self.max_frames and index >= self.max_frames:
+                    return
+        except av.error.EOFError:
+            return
+        except av.error.FFmpegError as e:
+            raise SourceError(f"{self.name}: read failed after {index} frames ({_av_message(e)})") from None
+        if index == 0:
+            raise SourceError(f"{self.name}: no frame could be decoded; the file may be corrupt")
+
+    def close(self) -> None:
+        try:
+            self.container.close()
+        except Exception:  # closing a broken container must not hide the first error
+            pass
+
+
+class CameraSource(Source):
+    """A local camera through OpenCV."""
+
+    live = True
+
+    def __init__(self, index: int, cfg: SourceConfig):
+        self.name = f"camera{index}"
+        backend = cv2.CAP_V4L2 if os.name == "posix" and Path("/sys/class/video4linux").exists() else cv2.CAP_ANY
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # OpenCV logs each backend it tries
+        try:
+            self.cap = cv2.VideoCapture(index, backend)
+        finally:
+            cv2.utils.logging.setLogLevel(level)
+        if not self.cap.isOpened():
+            self.cap.release()
+            raise SourceError(
+                f"{self.name}: no camera at index {index} (/dev/video{index}); plug one in or pick another with --source cameraN"
+            )
+        self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, cfg.camera_width)
+        self.cap.set(cv2.CAP_PROP_FRAME_HEIGHT, cfg.camera_height)
+        fps = self.cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if fps and fps > 0 else None
+        self.max_frames = cfg.max_frames
+
+    def __iter__(self) -> Iterator[Frame]:
+        t0 = time.monotonic()
+        index = 0
+        while True:
+            ok, image = self.cap.read()
+            now = time.monotonic()
+            if not ok or image is None:
+                raise SourceError(f"{self.name}: stopped delivering frames after {index} (unplugged?)")
+            yield Frame(image, index, now - t0, self.name, now)
+            index += 1
+            if self.max_frames and index >= self.max_frames:
+                return
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+class ImageSource(Source):
+    """A sorted list of image files; timestamps from ``fps`` or a ``timestamps.json`` beside them."""
+
+    def __init__(self, spec: str, paths: list[Path], cfg: SourceConfig):
+        self.name = spec
+        self.paths = paths
+        self.frame_count_hint = len(paths)
+        self.max_frames = cfg.max_frames
+        stamps_file = paths[0].parent / "timestamps.json"
+        self.timestamps: list[float] | None = None
+        if cfg.fps:
+            self.fps = cfg.fps
+        elif stamps_file.is_file():
+            try:
+                stamps = json.loads(stamps_file.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise SourceError(f"{stamps_file}: unreadable ({e}); fix it or pass --fps") from None
+            if not isinstance(stamps, list) or len(stamps) != len(paths):
+                raise SourceError(f"{stamps_file}: expected a list of {len(paths)} times; fix it or pass --fps")
+            self.timestamps = [float(t) - float(stamps[0]) for t in stamps]
+            span = self.timestamps[-1] if len(stamps) > 1 else 0.0
+            self.fps = (len(stamps) - 1) / span if span > 0 else None
+        else:
+            raise SourceError(f"{spec}: image sequences need a frame rate; pass --fps N (or put timestamps.json beside them)")
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index, path in enumerate(self.paths):
+            if self.max_frames and index >= self.max_frames:
+                return
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                raise SourceError(f"{path}: not a readable image; remove or replace it")
+            ts = self.timestamps[index] if self.timestamps else index / self.fps
+            yield Frame(image, index, ts, self.name, time.monotonic())
+
+
+def _image_paths(spec: str) -> list[Path] | None:
+    p = Path(spec)
+    if p.is_dir():
+        files = [f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES]
+        if not files:
+            raise SourceError(f"{spec}: folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return sorted(files)
+    if any(ch in spec for ch in "*?["):
+        files = [Path(f) for f in glob.glob(spec) if Path(f).suffix.lower() in IMAGE_SUFFIXES]
+        if not files:
+            raise SourceError(f"{spec}: the pattern matches no image files")
+        return sorted(files)
+    return None
+
+
+def open_source(spec: str | int, cfg: SourceConfig | None = None) -> Source:
+    """Open the source named by ``spec`` (see the module docstring)."""
+    cfg = cfg or SourceConfig()
+    spec = str(spec).strip()
+    if not spec:
+        raise SourceError("empty --source; give a file, a URL, cameraN or an image folder")
+    m = CAMERA_RE.match(spec)
+    if m:
+        return CameraSource(int(m.group(1)), cfg)
+    if spec.startswith("lavfi:"):
+        return PyAVSource(spec[len("lavfi:"):], cfg, live=True, fmt="lavfi", name=spec)
+    if URL_RE.match(spec):
+        options = {"rtsp_transport": "tcp"} if spec.lower().startswith("rtsp") else {}
+        return PyAVSource(spec, cfg, live=True, options=options)
+    images = _image_paths(spec)
+    if images is not None:
+        return ImageSource(spec, images, cfg)
+    path = Path(spec)
+    if not path.exists():
+        raise SourceError(f"{spec}: no such file or folder; check the path (or use cameraN / a URL)")
+    if path.is_file() and path.stat().st_size == 0:
+        raise SourceError(f"{spec}: the file is empty (0 bytes)")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return ImageSource(spec, [path], cfg) if cfg.fps else ImageSource(spec, [path], SourceConfig(fps=1.0))
+    return PyAVSource(str(path), cfg, live=False, name=path.name)

@@ -1,0 +1,210 @@
+"""The threaded stage chain: bounded queues with named drop policies, stage
+threads, and one stop path for every way a run ends.
+
+A ``Chain`` owns a stop event and the first error.  Every stage thread loops on
+``get`` with a short timeout so it sees the stop event; an ``END`` marker flows
+downstream on every path (end of input, error, stop), so nothing waits forever.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from .stats import Stats
+
+END = object()          # end-of-stream marker; never dropped
+POLL_S = 0.05           # how often a waiting thread looks at the stop event
+
+
+class Stopped(Exception):
+    """Raised inside a stage when the chain is stopping."""
+
+
+class BoundedQueue:
+    """A FIFO with a capacity and a drop policy.
+
+    ``block``:       ``put`` waits for room (files: every frame is kept).
+    ``drop_oldest``: ``put`` on a full queue discards the oldest item and counts
+                     it under ``drop_cause`` (live sources: the newest frame wins).
+    """
+
+    def __init__(self, name: str, maxsize: int, policy: str, stats: Stats, stop: threading.Event,
+                 on_drop: Callable[[], None] | None = None):
+        if policy not in ("block", "drop_oldest"):
+            raise ValueError(f"unknown drop policy {policy!r}")
+        self.name, self.maxsize, self.policy = name, maxsize, policy
+        self.stats, self.stop = stats, stop
+        self._on_drop = on_drop or (lambda: stats.drop(f"{name} full (newest kept)"))
+        self._items: deque = deque()
+        self._cond = threading.Condition()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+    def put(self, item: Any) -> None:
+        with self._cond:
+            if item is END:                     # the end marker always gets in
+                self._items.append(item)
+                self._cond.notify_all()
+                return
+            while len(self._items) >= self.maxsize:
+                if self.policy == "drop_oldest":
+                    self._items.popleft()
+                    self._on_drop()
+                    break
+                if self.stop.is_set():
+                    raise Stopped
+                self._cond.wait(POLL_S)
+            self._items.append(item)
+            self._cond.notify_all()
+
+    def get(self) -> Any:
+        """The next item; raises ``Stopped`` when the chain stops while waiting."""
+        with self._cond:
+            while not self._items:
+                if self.stop.is_set():
+                    raise Stopped
+                self._cond.wait(POLL_S)
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+    def get_nowait(self) -> Any | None:
+        with self._cond:
+            if not self._items:
+                return None
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+
+class StageError(RuntimeError):
+    """An exception raised in a stage, re-raised in the main thread with the stage's name."""
+
+    def __init__(self, stage: str, error: BaseException):
+        super().__init__(f"{stage} stage failed: {error}" if str(error) else f"{stage} stage failed: {type(error).__name__}")
+        self.stage, self.error = stage, error
+
+
+@dataclass
+class StageSpec:
+    """A stage: ``fn(item) -> item | None`` (None: nothing to pass on)."""
+
+    name: str
+    fn: Callable[[Any], Any]
+    close: Callable[[], None] | None = None   # called once when the stage ends, on every path
+
+
+class Chain:
+    """Stage threads joined by bounded queues.
+
+    ``source`` is an iterable run on the capture thread; its items enter the first
+    queue with ``capture_policy``.  The last stage's outputs go to ``self.output``.
+    """
+
+    def __init__(self, source: Iterable[Any], stages: list[StageSpec], stats: Stats, *,
+                 capture_policy: str = "block", capture_queue: int = 4, queue_size: int = 4,
+                 output_queue: int = 4, output_policy: str = "block", capture_name: str = "capture"):
+        self.stats = stats
+        self.stop_event = threading.Event()
+        self.error: StageError | None = None
+        self._error_lock = threading.Lock()
+        self.capture_name = capture_name
+        self.pause = threading.Event()          # set: capture waits (files) or drops (live)
+        self._source = source
+        self._capture_policy = capture_policy
+        self.queues = [BoundedQueue(f"{capture_name} queue", capture_queue, capture_policy, stats, self.stop_event)]
+        for spec in stages[:-1]:
+            self.queues.append(BoundedQueue(f"{spec.name} queue", queue_size, "block", stats, self.stop_event))
+        # The main thread reads this queue; when it previews with drop_oldest, a skipped
+        # preview image is not a lost frame (it was processed and written).
+        self.output = BoundedQueue("preview", output_queue, output_policy, stats, self.stop_event,
+                                   on_drop=stats.preview_skipped)
+        self.queues.append(self.output)
+        self.stages = stages
+        self.threads = [threading.Thread(target=self._capture, name=capture_name, daemon=True)]
+        for i, spec in enumerate(stages):
+            self.threads.append(threading.Thread(target=self._run_stage, args=(spec, self.queues[i], self.queues[i + 1]),
+                                                 name=spec.name, daemon=True))
+
+    # -- lifecycle ---------------------------------------------------------------
+    def start(self) -> "Chain":
+        for t in self.threads:
+            t.start()
+        return self
+
+    def fail(self, stage: str, error: BaseException) -> None:
+        with self._error_lock:
+            if self.error is None:
+                self.error = StageError(stage, error)
+        self.stop_event.set()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def join(self, timeout_s: float) -> list[str]:
+        """Join every thread (each with ``timeout_s``); returns the names of any still alive."""
+        deadline = time.monotonic() + timeout_s
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()) + 0.05)
+        return [t.name for t in self.threads if t.is_alive()]
+
+    @property
+    def alive(self) -> bool:
+        return any(t.is_alive() for t in self.threads)
+
+    # -- threads -------------------------------------------------------------------
+    def _capture(self) -> None:
+        out = self.queues[0]
+        live = self._capture_policy == "drop_oldest"
+        try:
+            for item in self._source:
+                self.stats.captured()
+                if self.pause.is_set():
+                    if live:                      # a live source keeps running; paused frames are dropped
+                        self.stats.drop("paused")
+                        continue
+                    while self.pause.is_set() and not self.stop_event.is_set():
+                        time.sleep(POLL_S)
+                if self.stop_event.is_set():
+                    break
+                out.put(item)
+        except Stopped:
+            pass
+        except BaseException as e:  # surfaces in the main thread, named
+            self.fail(self.capture_name, e)
+        finally:
+            close = getattr(self._source, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except BaseException as e:
+                    self.fail(self.capture_name, e)
+            out.put(END)
+
+    def _run_stage(self, spec: StageSpec, inq: BoundedQueue, outq: BoundedQueue) -> None:
+        try:
+            while True:
+                item = inq.get()
+                if item is END:
+                    break
+                t0 = time.perf_counter()
+                result = spec.fn(item)
+                self.stats.record(spec.name, time.perf_counter() - t0)
+                if result is not None:
+                    outq.put(result)
+        except Stopped:
+            pass
+        except BaseException as e:
+            self.fail(spec.name, e)
+        finally:
+            if spec.close is not None:
+                try:
+                    spec.close()
+                except BaseException as e:
+                    self.fail(spec.name, e)
+            outq.put(END)

@@ -1,0 +1,130 @@
+"""Per-stage timing on a monotonic clock, frame-drop counts, and the end-of-run report."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+
+import numpy as np
+
+# Samples kept per series: enough for stable p99, bounded for long runs.
+WINDOW = 20000
+
+
+def _summary(values) -> dict:
+    a = np.asarray(values, np.float64) * 1000.0
+    if len(a) == 0:
+        return {"count": 0, "p50_ms": None, "p99_ms": None, "mean_ms": None}
+    return {
+        "count": int(len(a)),
+        "p50_ms": round(float(np.percentile(a, 50)), 3),
+        "p99_ms": round(float(np.percentile(a, 99)), 3),
+        "mean_ms": round(float(a.mean()), 3),
+    }
+
+
+class Stats:
+    """Thread-safe counters shared by all stages."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.stage_time: dict[str, deque] = {}
+        self.stage_count: Counter = Counter()
+        self.latency: deque = deque(maxlen=WINDOW)       # capture -> output, seconds
+        self.drops: Counter = Counter()                   # cause -> frames
+        self.frames_in = 0
+        self.preview_skips = 0                            # processed frames the window did not show
+        self.frames_out = 0
+        self.started = time.monotonic()
+        self.cpu_started = time.process_time()
+        self.ended: float | None = None
+        self.cpu_ended: float | None = None
+        self.first_out: float | None = None
+
+    def record(self, stage: str, seconds: float, frames: int = 1) -> None:
+        with self._lock:
+            series = self.stage_time.get(stage)
+            if series is None:
+                series = self.stage_time[stage] = deque(maxlen=WINDOW)
+            series.append(seconds / max(frames, 1))
+            self.stage_count[stage] += frames
+
+    def drop(self, cause: str, n: int = 1) -> None:
+        with self._lock:
+            self.drops[cause] += n
+
+    def preview_skipped(self) -> None:
+        with self._lock:
+            self.preview_skips += 1
+
+    def captured(self) -> None:
+        with self._lock:
+            self.frames_in += 1
+
+    def output(self, captured_at: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.frames_out += 1
+            self.latency.append(now - captured_at)
+            if self.first_out is None:
+                self.first_out = now
+
+    def finish(self) -> None:
+        if self.ended is None:
+            self.ended = time.monotonic()
+            self.cpu_ended = time.process_time()
+
+    def recent_latency_ms(self, n: int = 30) -> float | None:
+        with self._lock:
+            if not self.latency:
+                return None
+            tail = list(self.latency)[-n:]
+        return 1000.0 * float(np.median(tail))
+
+    @property
+    def dropped(self) -> int:
+        return sum(self.drops.values())
+
+    def report(self) -> dict:
+        end = self.ended or time.monotonic()
+        cpu_end = self.cpu_ended or time.process_time()
+        wall = max(end - self.started, 1e-9)
+        with self._lock:
+            stages = {name: dict(_summary(series), frames=int(self.stage_count[name]))
+                      for name, series in self.stage_time.items()}
+            latency = _summary(self.latency)
+            drops = dict(self.drops)
+            frames_in, frames_out = self.frames_in, self.frames_out
+        return {
+            "frames_in": frames_in,
+            "frames_out": frames_out,
+            "dropped": drops,
+            "preview_skipped": self.preview_skips,
+            "wall_s": round(wall, 3),
+            "fps": round(frames_out / wall, 2),
+            "cpu_ms_per_frame": round(1000.0 * (cpu_end - self.cpu_started) / max(frames_out, 1), 2),
+            "stages": stages,
+            "latency": latency,
+        }
+
+
+def format_table(report: dict) -> str:
+    """The end-of-run table: one row per stage, then latency, throughput and drops."""
+    rows = [("stage", "frames", "p50 ms", "p99 ms", "mean ms")]
+    for name, s in report["stages"].items():
+        rows.append((name, str(s["frames"]), f"{s['p50_ms']:.2f}" if s["p50_ms"] is not None else "-",
+                     f"{s['p99_ms']:.2f}" if s["p99_ms"] is not None else "-",
+                     f"{s['mean_ms']:.2f}" if s["mean_ms"] is not None else "-"))
+    lat = report["latency"]
+    if lat["count"]:
+        rows.append(("capture->output", str(lat["count"]), f"{lat['p50_ms']:.2f}", f"{lat['p99_ms']:.2f}",
+                     f"{lat['mean_ms']:.2f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    drops = ", ".join(f"{k}: {v}" for k, v in sorted(report["dropped"].items())) or "none"
+    lines.append(
+        f"frames in {report['frames_in']}, out {report['frames_out']}, dropped {sum(report['dropped'].values())} ({drops}); "
+        f"{report['fps']:.1f} FPS over {report['wall_s']:.2f} s, {report['cpu_ms_per_frame']:.1f} CPU-ms/frame"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""Detect and track objects in a dashcam stream, live or from a file.
+
+    python run_stream.py --source examples/test_video.mp4
+    python run_stream.py --source camera0
+    python run_stream.py --source drive.mp4 --no-show --save-video out.mp4 --save-json out.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+import av  # noqa: F401  (import before cv2, see PLATFORM notes)
+
+from pipeline.config import CONFIG_DIR, DEFAULT_CONFIG, detector_preset, load_config
+from pipeline.configtools import ConfigError
+from pipeline.onnx_detector import DetectorError
+from pipeline.outputs import OutputError
+from pipeline.runner import Runner
+from pipeline.sources import SourceError
+from pipeline.stages import StageError
+from pipeline.stats import format_table
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--source", required=True,
+                   help="video file, cameraN, rtsp:// or http(s):// URL, image folder or glob, lavfi:<filter>")
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default: configs/default.yaml)")
+    p.add_argument("--model", help="detector: a preset in configs/detectors (yolox_nano, nanodet_m), "
+                                   "a detector YAML, an .onnx file, or a models/ variant or checkpoint")
+    show = p.add_mutually_exclusive_group()
+    show.add_argument("--no-show", action="store_true", help="no preview window")
+    show.add_argument("--show", action="store_true", help="preview window (when a display is present)")
+    p.add_argument("--save-video", metavar="OUT.mp4", help="write the annotated video (H.264)")
+    p.add_argument("--save-json", metavar="OUT.jsonl", help="write one JSON line per frame")
+    p.add_argument("--save-mot", metavar="OUT.txt", help="write tracks in MOTChallenge format")
+    p.add_argument("--stats-json", metavar="OUT.json", help="write the timing report as JSON")
+    p.add_argument("--fps", type=float, help="frame rate for image folders")
+    p.add_argument("--max-frames", type=int, help="stop after N frames")
+    p.add_argument("--score-threshold", type=float, help="detector score threshold")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    track = p.add_mutually_exclusive_group()
+    track.add_argument("--track", action="store_true", default=None, help="run the tracker")
+    track.add_argument("--no-track", action="store_true", help="detection only, no track ids")
+    p.add_argument("--quiet", action="store_true", help="no timing table at the end")
+    p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
+    return p.parse_args(argv)
+
+
+def _model_overrides(model: str) -> dict:
+    """--model as config overrides for the detector section."""
+    path = Path(model)
+    if path.suffix in (".yaml", ".yml") or (CONFIG_DIR / "detectors" / f"{model}.yaml").is_file():
+        return {f"detector.{k}": v for k, v in detector_preset(model).items()}
+    if path.suffix == ".onnx":
+        return {"detector.backend": "onnx", "detector.model": str(path.resolve()), "detector.format": "auto"}
+    return {"detector.backend": "torch", "detector.model": model}
+
+
+def build_config(args: argparse.Namespace):
+    overrides = {}
+    if args.model:
+        overrides.update(_model_overrides(args.model))
+    overrides.update({
+        "output.save_video": args.save_video,
+        "output.save_json": args.save_json,
+        "output.save_mot": args.save_mot,
+        "output.stats_json": args.stats_json,
+        "output.show": "no" if args.no_show else ("yes" if args.show else None),
+        "source.fps": args.fps,
+        "source.max_frames": args.max_frames,
+        "detector.score_threshold": args.score_threshold,
+        "detector.device": args.device,
+        "pipeline.track": False if args.no_track else args.track,
+    })
+    return load_config(args.config, overrides)
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _sigterm)
+    runner = None
+    try:
+        cfg = build_config(args)
+        runner = Runner(cfg, args.source)
+        report = runner.run()
+    except (ConfigError, SourceError, DetectorError, OutputError, StageError) as e:
+        if args.debug:
+            traceback.print_exc()
+        if runner is not None and getattr(runner, "report", None) and not args.quiet:
+            print(format_table(runner.report), file=sys.stderr)
+        print(f"error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, ConfigError) else 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        print(format_table(report), file=sys.stderr)
+    outputs = [p for p in (cfg.output.save_video, cfg.output.save_json, cfg.output.save_mot, cfg.output.stats_json) if p]
+    print(f"{report['source']}: {report['frames_out']} frames, {report['fps']:.1f} FPS, stopped: {report['stop_reason']}"
+          + (f"; wrote {', '.join(outputs)}" if outputs else ""), file=sys.stderr)
+    return 130 if runner.interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
