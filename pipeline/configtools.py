@@ -62,6 +62,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
                 return _convert(value, arg, where)
             except ConfigError as e:
                 errors.append(e)
+        if len(errors) == 1:            # Optional[X]: X's own message is the precise one
+            raise errors[0]
         raise ConfigError(f"{where}: {value!r} is not allowed; use {_type_name(tp)}")
     if origin is tuple:
         if not isinstance(value, (list, tuple)):

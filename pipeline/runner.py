@@ -202,9 +202,7 @@ class Runner:
             if self.preview is not None:
                 item = chain.output.get_nowait()
                 if item is None:
-                    if not chain.alive and chain.error is None and len(chain.output) == 0:
-                        return
-                    if chain.error is not None:
+                    if chain.stop_event.is_set() or (not chain.alive and len(chain.output) == 0):
                         return
                     action = self.preview.show(None, 10)
                 else:

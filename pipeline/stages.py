@@ -51,16 +51,22 @@ class BoundedQueue:
                 self._items.append(item)
                 self._cond.notify_all()
                 return
-            while len(self._items) >= self.maxsize:
+            while sum(1 for x in self._items if x is not END) >= self.maxsize:
                 if self.policy == "drop_oldest":
-                    self._items.popleft()
-                    self._on_drop()
+                    self._drop_oldest()
                     break
                 if self.stop.is_set():
                     raise Stopped
                 self._cond.wait(POLL_S)
             self._items.append(item)
             self._cond.notify_all()
+
+    def _drop_oldest(self) -> None:
+        for i, old in enumerate(self._items):
+            if old is not END:                  # the end marker is never dropped
+                del self._items[i]
+                self._on_drop()
+                return
 
     def get(self) -> Any:
         """The next item; raises ``Stopped`` when the chain stops while waiting."""
@@ -137,11 +143,14 @@ class Chain:
             t.start()
         return self
 
-    def fail(self, stage: str, error: BaseException) -> None:
+    def fail(self, stage: str, error: BaseException, drain: bool = False) -> None:
+        """Record the first error; stop every thread, or with ``drain`` (a failed source)
+        let the frames already captured run through before the error surfaces."""
         with self._error_lock:
             if self.error is None:
                 self.error = StageError(stage, error)
-        self.stop_event.set()
+        if not drain:
+            self.stop_event.set()
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -175,7 +184,9 @@ class Chain:
                 out.put(item)
         except Stopped:
             pass
-        except BaseException as e:  # surfaces in the main thread, named
+        except Exception as e:  # surfaces in the main thread, named, after the captured frames
+            self.fail(self.capture_name, e, drain=True)
+        except BaseException as e:
             self.fail(self.capture_name, e)
         finally:
             close = getattr(self._source, "close", None)

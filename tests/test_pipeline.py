@@ -1,0 +1,180 @@
+"""The whole chain on real video: outputs, every stop path, live drops."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import av
+import numpy as np
+import pytest
+
+from conftest import REPO, YOLOX_ONNX, need
+from pipeline.config import DEFAULT_CONFIG, load_config
+from pipeline.runner import Runner
+from pipeline.stages import StageError
+from pipeline.sources import open_source
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def config(tmp_path, **over):
+    need(YOLOX_ONNX)
+    base = {"output.show": "no", "output.progress": False,
+            "output.save_video": str(tmp_path / "out.mp4"), "output.save_json": str(tmp_path / "out.jsonl"),
+            "output.save_mot": str(tmp_path / "out.txt"), "output.stats_json": str(tmp_path / "stats.json")}
+    base.update(over)
+    return load_config(DEFAULT_CONFIG, base)
+
+
+def decoded_frames(path):
+    with av.open(str(path)) as c:
+        return [f.time for f in c.decode(c.streams.video[0])]
+
+
+def json_lines(path):
+    lines = path.read_text().splitlines()
+    return [json.loads(line) for line in lines]   # raises on a partial line
+
+
+def test_file_headless_writes_every_frame(tmp_path, small2):
+    report = Runner(config(tmp_path), str(small2)).run()
+    assert report["frames_in"] == report["frames_out"] == 100 and report["dropped"] == {}
+    times = decoded_frames(tmp_path / "out.mp4")
+    assert len(times) == 100
+    assert np.allclose(np.diff(times), 0.04, atol=1e-3)    # the source's 25 fps timing, not a fixed rate
+    rows = json_lines(tmp_path / "out.jsonl")
+    assert [r["index"] for r in rows] == list(range(100))
+    with_car = sum(any(b["class"] == "car" for b in r["boxes"]) for r in rows)
+    assert with_car >= 90, f"cars boxed in only {with_car} of 100 frames"
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert {"preprocess", "inference", "decode", "output"} <= set(stats["stages"])
+    assert stats["latency"]["p99_ms"] >= stats["latency"]["p50_ms"] > 0
+
+
+def test_annotated_video_shows_boxes(tmp_path, small2):
+    """The saved frames differ from the source where boxes are drawn."""
+    Runner(config(tmp_path, **{"source.max_frames": 5}), str(small2)).run()
+    row = json_lines(tmp_path / "out.jsonl")[0]
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        out = next(c.decode(c.streams.video[0])).to_ndarray(format="bgr24").astype(int)
+    src = next(iter(open_source(str(small2)))).image.astype(int)
+    x1, y1, x2, y2 = (int(v) for v in row["boxes"][0]["xyxy"])
+    edge = np.abs(out[y1 + 3:y2 - 3, x1:x1 + 2] - src[y1 + 3:y2 - 3, x1:x1 + 2]).mean()
+    inside = np.abs(out[y1 + 10:y2 - 10, x1 + 10:x2 - 10] - src[y1 + 10:y2 - 10, x1 + 10:x2 - 10]).mean()
+    assert edge > 40 > 8 > inside     # a drawn edge; the inside untouched up to coding noise
+
+
+def _inject(runner, stage, at=10):
+    spec = next(s for s in runner.stages if s.name == stage)
+    inner = spec.fn
+
+    def fn(packet):
+        if packet.frame.index == at:
+            raise RuntimeError(f"injected fault in {stage}")
+        return inner(packet)
+    spec.fn = fn
+
+
+@pytest.mark.parametrize("stage", ["preprocess", "inference", "decode", "track", "output"])
+def test_fault_in_each_stage_surfaces_named_and_outputs_stay_valid(tmp_path, example_video, stage):
+    runner = Runner(config(tmp_path, **{"pipeline.track": stage == "track"}), str(example_video))
+    _inject(runner, stage)
+    t0 = time.monotonic()
+    with pytest.raises(StageError) as e:
+        runner.run()
+    assert e.value.stage == stage and f"{stage} stage failed: injected fault in {stage}" in str(e.value)
+    assert time.monotonic() - t0 < 30
+    assert not any(t.is_alive() for t in runner.chain.threads)
+    rows = json_lines(tmp_path / "out.jsonl")
+    assert len(rows) <= 10 and [r["index"] for r in rows] == list(range(len(rows)))
+    assert len(decoded_frames(tmp_path / "out.mp4")) == len(rows)
+    assert runner.report["stop_reason"] == "error"
+
+
+def test_fault_in_capture_surfaces_named(tmp_path, example_video):
+    src = open_source(str(example_video))
+    frames = iter(src)
+
+    class Failing:
+        name, live, fps, frame_count_hint = src.name, False, src.fps, None
+
+        def __iter__(self):
+            for f in frames:
+                if f.index == 10:
+                    raise OSError("disk went away")
+                yield f
+
+        def close(self):
+            src.close()
+
+    with pytest.raises(StageError, match="capture stage failed: disk went away"):
+        Runner(config(tmp_path), Failing()).run()
+    assert len(json_lines(tmp_path / "out.jsonl")) == 10
+
+
+def _run_cli(args, **kw):
+    env = dict(os.environ)
+    env.pop("DISPLAY", None)
+    return subprocess.Popen([sys.executable, str(REPO / "run_stream.py"), *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_ctrl_c_finalizes_outputs(tmp_path):
+    need(YOLOX_ONNX)
+    out = tmp_path / "live.mp4"
+    jl = tmp_path / "live.jsonl"
+    proc = _run_cli(["--source", "lavfi:testsrc2=size=1280x720:rate=25,realtime", "--no-show",
+                     "--save-video", str(out), "--save-json", str(jl)])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not jl.exists() or len(jl.read_text().splitlines()) < 15):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    rows = json_lines(jl)
+    assert len(rows) >= 15
+    assert len(decoded_frames(out)) == len(rows)
+    assert "interrupted" in err
+
+
+@pytest.mark.parametrize("args, message, code", [
+    (["--source", "nope.mp4"], "error: nope.mp4: no such file or folder", 1),
+    (["--source", "camera5"], "error: camera5: no camera at index 5", 1),
+    (["--source", "x.mp4", "--config", "nope.yaml"], "error: config file nope.yaml not found", 2),
+    (["--source", "examples/test_video.mp4", "--model", "missing.onnx"], "missing.onnx not found", 1),
+])
+def test_cli_errors_are_one_line(args, message, code):
+    proc = _run_cli(args)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_bad_yaml_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pipeline:\n  queue_size: 4\n  dorp_policy: block\n")
+    proc = _run_cli(["--source", "x.mp4", "--config", str(bad)])
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2 and "unknown key 'dorp_policy' (did you mean 'drop_policy'?)" in err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_live_source_faster_than_inference_drops_and_latency_stays_flat(tmp_path):
+    """A 100 fps live source for 30 s: the pipeline cannot keep up on this CPU, so it
+    drops the oldest frames (counted) and latency stays bounded instead of growing."""
+    cfg = config(tmp_path, **{"output.save_video": None, "output.save_mot": None})
+    runner = Runner(cfg, "lavfi:testsrc2=size=1280x720:rate=100:duration=30,realtime")
+    assert runner.policy == "drop_oldest"
+    report = runner.run()
+    assert report["frames_in"] > 2500
+    assert sum(report["dropped"].values()) > 0.2 * report["frames_in"]
+    assert report["frames_in"] == report["frames_out"] + sum(report["dropped"].values())
+    lat = np.array(runner.stats.latency) * 1000
+    third = len(lat) // 3
+    early, late = np.median(lat[:third]), np.median(lat[-third:])
+    assert late < max(2 * early, early + 50), f"latency grew: {early:.0f} -> {late:.0f} ms"
+    assert np.percentile(lat, 99) < 1000
