@@ -13,7 +13,7 @@ import sys
 import traceback
 from pathlib import Path
 
-import av  # noqa: F401  (import before cv2, see PLATFORM notes)
+import cv2  # noqa: F401  (cv2 before av: see pipeline/__init__.py)
 
 from pipeline.config import CONFIG_DIR, DEFAULT_CONFIG, detector_preset, load_config
 from pipeline.configtools import ConfigError

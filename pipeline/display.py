@@ -23,7 +23,7 @@ class Preview:
         self.name = name
         self._shown = False
         try:
-            cv2.namedWindow(name, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO)
+            cv2.namedWindow(name, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
         except cv2.error as e:   # e.g. opencv-python-headless: no GUI support
             raise RuntimeError(f"cannot open a preview window ({str(e).strip().splitlines()[-1]}); use --no-show") from None
 

@@ -79,11 +79,13 @@ def draw_detections(img: np.ndarray, dets: Detections, class_names: Sequence[str
 
 
 def draw_hud(img: np.ndarray, lines: Sequence[str]) -> np.ndarray:
-    y = 22
+    scale = max(0.6, img.shape[0] / 900)
+    step = int(32 * scale)
+    y = step
     for line in lines:
-        cv2.putText(img, line, (10, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(img, line, (10, y), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
-        y += 22
+        cv2.putText(img, line, (12, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 4, cv2.LINE_AA)
+        cv2.putText(img, line, (12, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 2, cv2.LINE_AA)
+        y += step
     return img
 
 

@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Iterator
 
-import av  # import av before cv2 (PLATFORM.md: the other order broke PyAV's x11grab)
+import av
 import cv2
 import numpy as np
 
