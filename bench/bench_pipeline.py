@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""End-to-end FPS: the threaded stage chain against a single-threaded loop, same run.
+
+For each 1280x720 shared clip (looped to --min-frames), it times
+  loop:     one thread: PyAV decode -> detector.detect -> tracker -> draw
+  pipeline: pipeline.runner.Runner headless (capture, preprocess, inference,
+            decode, track, output on their own threads)
+alternating the two --repeats times, and prints the median FPS, CPU-ms per frame
+and the pipeline's per-stage table.  Writes JSON with --json.
+
+    python bench/bench_pipeline.py --json bench/results/pipeline_cpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import cv2  # noqa: E402,F401  (before av)
+
+from pipeline.config import DEFAULT_CONFIG, load_config  # noqa: E402
+from pipeline.onnx_detector import build_detector  # noqa: E402
+from pipeline.outputs import draw_detections  # noqa: E402
+from pipeline.records import Frame  # noqa: E402
+from pipeline.runner import Runner, build_tracker  # noqa: E402
+from pipeline.sources import Source, open_source  # noqa: E402
+from pipeline.stats import format_table  # noqa: E402
+
+CLIPS = ["test_video.mp4", "project_video_cut.mp4", "test_small1.mp4", "test_small2.mp4"]
+
+
+class Looped(Source):
+    """A file decoded ``times`` times in a row, timestamps continuing (real decoding each pass)."""
+
+    def __init__(self, path: Path, times: int, cfg):
+        self.path, self.times, self.cfg = path, times, cfg
+        first = open_source(str(path), cfg)
+        self.name, self.fps, self.live = path.name, first.fps, False
+        first.close()
+        self.frame_count_hint = None
+
+    def __iter__(self):
+        index, offset = 0, 0.0
+        for _ in range(self.times):
+            src = open_source(str(self.path), self.cfg)
+            last = 0.0
+            for f in src:
+                yield Frame(f.image, index, offset + f.timestamp, self.name, f.captured_at)
+                index += 1
+                last = f.timestamp
+            src.close()
+            offset += last + 1.0 / (self.fps or 25.0)
+
+
+def run_loop(cfg, path: Path, times: int) -> dict:
+    det = build_detector(cfg.detector)
+    tracker = build_tracker(cfg)
+    n = 0
+    t0, c0 = time.perf_counter(), time.process_time()
+    for f in Looped(path, times, cfg.source):
+        d = det.detect([f.image])[0]
+        if tracker is not None:
+            d = tracker.update(d, f.timestamp, f.image)
+        draw_detections(f.image.copy(), d, det.class_names)
+        n += 1
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"frames": n, "fps": n / wall, "cpu_ms_per_frame": 1000 * cpu / n}
+
+
+def run_pipeline(cfg, path: Path, times: int) -> dict:
+    runner = Runner(cfg, Looped(path, times, cfg.source))
+    report = runner.run()
+    return {"frames": report["frames_out"], "fps": report["fps"], "cpu_ms_per_frame": report["cpu_ms_per_frame"],
+            "report": report}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--videos", default=str(REPO.parent / "shared" / "data" / "videos" / "udacity"))
+    ap.add_argument("--clips", default=",".join(CLIPS))
+    ap.add_argument("--min-frames", type=int, default=300)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--config", default=str(DEFAULT_CONFIG))
+    ap.add_argument("--track", action="store_true", help="tracker on in both")
+    ap.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
+    ap.add_argument("--json", help="write results here")
+    args = ap.parse_args()
+
+    cfg = load_config(args.config, {"output.show": "no", "output.progress": False, "pipeline.track": args.track,
+                                    "detector.threads": args.threads})
+    results = []
+    for clip in args.clips.split(","):
+        path = Path(args.videos) / clip
+        if not path.is_file():
+            print(f"error: {path} not found; pass --videos DIR", file=sys.stderr)
+            return 1
+        frames = sum(1 for _ in open_source(str(path)))
+        times = max(1, -(-args.min_frames // frames))
+        loops, pipes = [], []
+        for _ in range(args.repeats):          # alternate so drift hits both alike
+            loops.append(run_loop(cfg, path, times))
+            pipes.append(run_pipeline(cfg, path, times))
+        best = sorted(pipes, key=lambda r: r["fps"])[len(pipes) // 2]
+        row = {
+            "clip": clip, "frames": loops[0]["frames"],
+            "loop_fps": statistics.median(r["fps"] for r in loops),
+            "loop_cpu_ms": statistics.median(r["cpu_ms_per_frame"] for r in loops),
+            "pipeline_fps": statistics.median(r["fps"] for r in pipes),
+            "pipeline_cpu_ms": statistics.median(r["cpu_ms_per_frame"] for r in pipes),
+            "stages": best["report"]["stages"], "latency": best["report"]["latency"],
+        }
+        row["ratio"] = row["pipeline_fps"] / row["loop_fps"]
+        results.append(row)
+        print(f"\n{clip} x{times} ({row['frames']} frames), median pipeline run:", file=sys.stderr)
+        print(format_table(best["report"]), file=sys.stderr)
+
+    print("\n| clip | frames | loop FPS | pipeline FPS | ratio | loop CPU-ms/frame | pipeline CPU-ms/frame |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for r in results:
+        print(f"| {r['clip']} | {r['frames']} | {r['loop_fps']:.1f} | {r['pipeline_fps']:.1f} | {r['ratio']:.2f}x | "
+              f"{r['loop_cpu_ms']:.1f} | {r['pipeline_cpu_ms']:.1f} |")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
