@@ -36,9 +36,15 @@ class SourceConfig:
     decode_threads: int = 0            # PyAV codec threads; 0 = FFmpeg's choice
     thread_type: Literal["AUTO", "FRAME", "SLICE", "NONE"] = "AUTO"
     max_frames: int | None = None      # stop after this many frames (all if null)
+    # Reopen a live source (stream, camera) that stops: auto = on for live sources, never for files.
+    reconnect: Literal["auto", "no"] = "auto"
+    reconnect_timeout_s: float = 30.0  # give up when the source is not back within this time
+    reconnect_initial_s: float = 0.25  # first wait; doubles on each failed try
+    reconnect_max_s: float = 2.0       # longest wait between tries
 
     def __post_init__(self) -> None:
-        for name in ("fps", "camera_width", "camera_height", "open_timeout_s", "read_timeout_s", "max_frames"):
+        for name in ("fps", "camera_width", "camera_height", "open_timeout_s", "read_timeout_s", "max_frames",
+                     "reconnect_timeout_s", "reconnect_initial_s", "reconnect_max_s"):
             _positive(f"source.{name}", getattr(self, name))
 
 

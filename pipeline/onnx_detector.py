@@ -284,5 +284,9 @@ def build_detector(cfg: DetectorConfig):
         import torch
         device = "cuda" if torch.cuda.is_available() else "cpu"
     classes = cfg.classes or None
-    return build_torch(cfg.model, device=device, score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou,
-                       max_detections=cfg.max_detections, classes=classes, half=cfg.half)
+    try:
+        return build_torch(cfg.model, device=device, score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou,
+                           max_detections=cfg.max_detections, classes=classes, half=cfg.half)
+    except (OSError, ValueError, RuntimeError, KeyError) as e:   # CheckpointError is a ValueError
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DetectorError(f"--model {cfg.model}: {message}") from None

@@ -63,6 +63,7 @@ class Runner:
         self.policy = policy
         self.show = self._want_window()
         self.stages = self._build_stages()
+        self.source.on_warning = lambda message: print(f"warning: {message}", file=self.log, flush=True)
 
     # -- setup ---------------------------------------------------------------------
     def _want_window(self) -> bool:
@@ -151,6 +152,8 @@ class Runner:
             output_policy="drop_oldest" if self.show else "block",
         )
         self.chain = chain
+        if hasattr(self.source, "stop"):           # a reconnecting source waits on the chain's stop
+            self.source.stop = chain.stop_event
         progress = self._progress()
         try:
             if self.show:
@@ -177,6 +180,8 @@ class Runner:
         report["stop_reason"] = "error" if chain.error else self.stop_reason
         report["source"] = self.source.name
         report["drop_policy"] = self.policy
+        report["gaps"] = list(getattr(self.source, "gaps", []))
+        report["warnings"] = list(getattr(self.source, "warnings", []))
         if self.cfg.output.stats_json:
             Path(self.cfg.output.stats_json).write_text(json.dumps(report, indent=2) + "\n")
         self.report = report

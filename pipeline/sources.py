@@ -46,6 +46,15 @@ class Source(ABC):
     live: bool = False
     fps: float | None = None               # nominal rate, for the video writer and progress
     frame_count_hint: int | None = None    # container metadata: a hint only
+    on_warning = None                      # callable(str): set by the runner to report as it happens
+
+    def warn(self, message: str) -> None:
+        """A problem the run survives (a skipped packet, a reconnect); reported, never silent."""
+        if not hasattr(self, "warnings"):
+            self.warnings: list[str] = []
+        self.warnings.append(message)
+        if self.on_warning is not None:
+            self.on_warning(f"{self.name}: {message}")
 
     @abstractmethod
     def __iter__(self) -> Iterator[Frame]: ...
@@ -103,35 +112,68 @@ class PyAVSource(Source):
             return "check the URL and that the stream is up"
         return "the file may be corrupt or not a video"
 
+    # Consecutive undecodable packets tolerated before the file is declared broken.
+    MAX_BAD_PACKETS = 50
+
     def __iter__(self) -> Iterator[Frame]:
         tb = self.stream.time_base
-        start = self.stream.start_time
+        start = self.stream.start_time or 0
         origin = time.monotonic()
         index = 0
         last_ts = -1.0
+        bad_run = 0
         try:
-            for vf in self.container.decode(self.stream):
-                if vf.pts is not None and tb is not None:
-                    pts = vf.pts - (start or 0)
-                    ts = float(pts * tb)
-                elif self.fps:
-                    ts = index / self.fps
-                else:
-                    ts = time.monotonic() - origin
-                if ts <= last_ts:  # broken or repeated PTS: keep time moving forward
-                    ts = last_ts + (1.0 / self.fps if self.fps else 1e-3)
-                last_ts = ts
-                image = vf.to_ndarray(format="bgr24")
-                yield Frame(image, index, ts, self.name, time.monotonic())
-                index += 1
-                if self.max_frames and index >= self.max_frames:
-                    return
+            for packet in self.container.demux(self.stream):
+                try:
+                    decoded = packet.decode()
+                    bad_run = 0
+                except av.error.InvalidDataError as e:
+                    # A damaged packet (bit flips, a cut): skip it, as a player would, and say so.
+                    self.warn(f"skipped an undecodable packet after frame {index} ({_av_message(e)})")
+                    bad_run += 1
+                    if bad_run > self.MAX_BAD_PACKETS:
+                        raise SourceError(f"{self.name}: {bad_run} undecodable packets in a row after frame {index}; "
+                                          "the file is damaged") from None
+                    continue
+                for vf in decoded:
+                    if vf.pts is not None and tb is not None:
+                        ts = float((vf.pts - start) * tb)
+                    elif self.fps:
+                        ts = index / self.fps
+                    else:
+                        ts = time.monotonic() - origin
+                    if ts <= last_ts:  # broken or repeated PTS: keep time moving forward
+                        ts = last_ts + (1.0 / self.fps if self.fps else 1e-3)
+                    last_ts = ts
+                    image = vf.to_ndarray(format="bgr24")
+                    turns = int(round((vf.rotation or 0) / 90.0)) % 4   # display-matrix rotation, as players apply it
+                    if turns:
+                        image = np.ascontiguousarray(np.rot90(image, turns))
+                    yield Frame(image, index, ts, self.name, time.monotonic())
+                    index += 1
+                    if self.max_frames and index >= self.max_frames:
+                        return
         except av.error.EOFError:
-            return
+            pass
         except av.error.FFmpegError as e:
-            raise SourceError(f"{self.name}: read failed after {index} frames ({_av_message(e)})") from None
+            if index == 0:
+                raise SourceError(f"{self.name}: read failed before the first frame ({_av_message(e)})") from None
+            if self.live:
+                raise SourceError(f"{self.name}: stream read failed after {index} frames ({_av_message(e)})") from None
+            self.warn(f"stopped at frame {index}: {_av_message(e)}; the rest of the file is unreadable")
+            return
         if index == 0:
-            raise SourceError(f"{self.name}: no frame could be decoded; the file may be corrupt")
+            raise SourceError(f"{self.name}: no frame could be decoded; the file may be corrupt or use an unsupported codec")
+        duration = self._duration()
+        if not self.live and duration and last_ts + 1.0 < duration and not self.max_frames:
+            self.warn(f"ended at {last_ts:.2f} s of {duration:.2f} s; the file looks truncated")
+
+    def _duration(self) -> float | None:
+        if self.stream.duration and self.stream.time_base:
+            return float(self.stream.duration * self.stream.time_base)
+        if self.container.duration:
+            return self.container.duration / 1e6
+        return None
 
     def close(self) -> None:
         try:
@@ -234,9 +276,25 @@ def _image_paths(spec: str) -> list[Path] | None:
 
 
 def open_source(spec: str | int, cfg: SourceConfig | None = None) -> Source:
-    """Open the source named by ``spec`` (see the module docstring)."""
+    """Open the source named by ``spec`` (see the module docstring).  A live source
+    is wrapped to reconnect when it stops (``cfg.reconnect``)."""
     cfg = cfg or SourceConfig()
     spec = str(spec).strip()
+    source = _open_once(spec, cfg)
+    if not source.live or cfg.reconnect == "no":
+        return source
+    from .reconnect import ReconnectingSource
+
+    first = [source]
+
+    def opener() -> Source:
+        return first.pop() if first else _open_once(spec, cfg)
+
+    return ReconnectingSource(opener, timeout_s=cfg.reconnect_timeout_s, initial_s=cfg.reconnect_initial_s,
+                              max_s=cfg.reconnect_max_s)
+
+
+def _open_once(spec: str, cfg: SourceConfig) -> Source:
     if not spec:
         raise SourceError("empty --source; give a file, a URL, cameraN or an image folder")
     m = CAMERA_RE.match(spec)

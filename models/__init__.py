@@ -1,0 +1,8 @@
+"""Detector models: the single-scale fast family (ResNet18 / MobileNetV2) and YOLOX.
+
+``build_detector(spec, ...)`` returns an object implementing ``pipeline.detector.Detector``.
+"""
+from .detector import TorchDetector, build_detector
+from .registry import ModelSpec, build_model, list_variants, load_variant
+
+__all__ = ["TorchDetector", "build_detector", "ModelSpec", "build_model", "list_variants", "load_variant"]

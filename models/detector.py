@@ -1,0 +1,160 @@
+"""``TorchDetector``: the pipeline's Detector protocol around any model of the registry.
+
+Preprocessing (letterbox from uint8, colour order, normalisation), the forward pass and
+decode + NMS all run on the model's device in torch; only the final boxes become numpy.
+
+    det = build_detector("mobilenetv2_s16")                          # a registered variant
+    det = build_detector("yolox_nano:../shared/data/teachers/yolox_nano/yolox_nano.pth")
+    det = build_detector("runs/best.pt")                             # our checkpoint (metadata inside)
+    dets = det.detect([frame_bgr])                                   # list[Detections]
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.detector import Batch, Letterbox
+from pipeline.records import Detections
+
+from .checkpoint import CheckpointError, is_ours, load_state_strict, read_checkpoint, spec_of
+from .postprocess import PostprocessConfig, postprocess
+from .registry import ModelSpec, build_model, list_variants, load_variant
+from .yolox import infer_yolox_size
+from .zoo import ZOO, fetch_weights
+
+
+def letterbox_params(h: int, w: int, input_hw: tuple[int, int], mode: str) -> tuple[Letterbox, int, int]:
+    """The mapping of an h x w image into the network input, and the resized size (nh, nw)."""
+    ih, iw = input_hw
+    if mode == "stretch":
+        return Letterbox(iw / w, ih / h, 0.0, 0.0, w, h), ih, iw
+    r = min(ih / h, iw / w)
+    nh, nw = int(h * r), int(w * r)  # floor, as YOLOX does
+    px, py = ((iw - nw) // 2, (ih - nh) // 2) if mode == "center" else (0, 0)
+    return Letterbox(r, r, float(px), float(py), w, h), nh, nw
+
+
+class TorchDetector:
+    def __init__(self, model: nn.Module, spec: ModelSpec, device: str = "cpu",
+                 post: PostprocessConfig = PostprocessConfig(), classes: Sequence[str] | None = None,
+                 half: bool = False):
+        self.device = torch.device(device)
+        if half and self.device.type != "cuda":
+            raise ValueError(f"half=True needs a CUDA device, got {device!r}")
+        self.dtype = torch.float16 if half else torch.float32
+        self.model = model.to(self.device, self.dtype).eval()
+        self.spec = spec
+        self.post = post
+        names = spec.class_names
+        if classes is None:
+            selected = list(range(len(names)))
+        else:
+            unknown = [c for c in classes if c not in names]
+            if unknown:
+                raise ValueError(f"classes {unknown} are not predicted by {spec.name}; it knows: {', '.join(names)}")
+            selected = [names.index(c) for c in classes]
+        self.class_names: tuple[str, ...] = tuple(names[i] for i in selected)
+        self._selected = None if classes is None else torch.tensor(selected, device=self.device)
+        p = spec.preprocess
+        order = [2, 1, 0] if p.color == "rgb" else [0, 1, 2]  # frames are BGR
+        self._order = torch.tensor(order, device=self.device)
+        self._mean = torch.tensor(p.mean, device=self.device, dtype=torch.float32).view(1, 3, 1, 1)
+        self._std = torch.tensor(p.std, device=self.device, dtype=torch.float32).view(1, 3, 1, 1)
+
+    def preprocess(self, images: Sequence[np.ndarray]) -> Batch:
+        """BGR uint8 (H, W, 3) frames -> (B, 3, IH, IW) normalised tensor on the device + letterboxes."""
+        ih, iw = self.spec.input_size
+        p = self.spec.preprocess
+        canvas = torch.full((len(images), 3, ih, iw), float(p.pad_value), device=self.device)
+        boxes = []
+        for i, image in enumerate(images):
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f"image {i}: expected (H, W, 3) uint8 BGR, got {image.shape} {image.dtype}")
+            h, w = image.shape[:2]
+            lb, nh, nw = letterbox_params(h, w, (ih, iw), p.letterbox)
+            t = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)  # (h, w, 3) uint8
+            t = t.permute(2, 0, 1)[None].float()  # (1, 3, h, w)
+            if (nh, nw) != (h, w):
+                t = F.interpolate(t, size=(nh, nw), mode="bilinear", align_corners=False)
+            py, px = int(lb.pad_y), int(lb.pad_x)
+            canvas[i:i + 1, :, py:py + nh, px:px + nw] = t
+            boxes.append(lb)
+        canvas = (canvas[:, self._order] - self._mean) / self._std
+        return Batch(canvas.to(self.dtype), tuple(boxes))
+
+    @torch.inference_mode()
+    def infer(self, batch: Batch):
+        """Forward pass: (params (B, N, 4), scores (B, N, C), priors (N, 5)) on the device."""
+        return self.model.raw(batch.data)
+
+    @torch.inference_mode()
+    def postprocess(self, raw, batch: Batch) -> list[Detections]:
+        params, scores, priors = raw
+        if self._selected is not None:
+            scores = scores.index_select(2, self._selected)  # (B, N, C) -> (B, N, len(classes))
+        per_image = postprocess(params.float(), scores.float(), priors.float(), self.model.decode_boxes,
+                                self.spec.input_size, self.post)
+        out = []
+        for (xyxy, score, cls), lb in zip(per_image, batch.letterboxes):
+            out.append(Detections(lb.to_image(xyxy.cpu().numpy()), score.cpu().numpy(), cls.cpu().numpy()))
+        return out
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        batch = self.preprocess(images)
+        return self.postprocess(self.infer(batch), batch)
+
+
+def resolve(spec: str) -> tuple[ModelSpec, dict | None, str]:
+    """A variant name, ``variant:path`` or a checkpoint path -> (ModelSpec, state dict or None, source)."""
+    variants = list_variants()
+    if spec in variants:
+        s = load_variant(spec)
+        if s.weights == "zoo":
+            path = fetch_weights(spec)
+            return s, _official_state(read_checkpoint(path), path), str(path)
+        return s, None, "random init" + (" + pretrained trunk" if s.family == "fastdet" and s.fastdet.pretrained != "none" else "")
+    named, _, rest = spec.partition(":")
+    if rest and named in variants:
+        variant, path = named, Path(rest)
+    else:
+        variant, path = None, Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"model {spec!r} is neither a registered variant ({', '.join(variants)}) nor an existing file")
+    ckpt = read_checkpoint(path)
+    if is_ours(ckpt):
+        s = spec_of(ckpt, path)
+        if variant is not None and variant != s.name:
+            raise CheckpointError(f"{path} holds variant {s.name!r} but {variant!r} was asked for")
+        return s, ckpt["state_dict"], str(path)
+    state = _official_state(ckpt, path)
+    if variant is None:
+        variant = f"yolox_{infer_yolox_size(state)}"
+    return load_variant(variant), state, str(path)
+
+
+def _official_state(ckpt: object, path) -> dict:
+    """The state dict of an official YOLOX release file (``{'model': state_dict}``)."""
+    if isinstance(ckpt, dict) and isinstance(ckpt.get("model"), dict):
+        return ckpt["model"]
+    keys = list(ckpt)[:5] if isinstance(ckpt, dict) else type(ckpt).__name__
+    raise CheckpointError(f"{path}: neither a dashtrack checkpoint nor an official YOLOX file (top keys {keys})")
+
+
+def build_detector(spec: str, device: str = "cpu", score_threshold: float = 0.3, nms_iou: float = 0.45,
+                   max_detections: int = 100, classes: tuple[str, ...] | None = None,
+                   half: bool = False) -> TorchDetector:
+    model_spec, state, source = resolve(spec)
+    model = build_model(model_spec)
+    if state is not None:
+        load_state_strict(model, state, source, model_spec.name)
+    post = PostprocessConfig(score_threshold=score_threshold, nms_iou=nms_iou, max_detections=max_detections)
+    return TorchDetector(model, model_spec, device, post, classes, half)
+
+
+__all__ = ["TorchDetector", "build_detector", "letterbox_params", "resolve", "ZOO"]
