@@ -19,43 +19,17 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-import cv2  # noqa: E402,F401  (before av)
+from common import Looped  # noqa: E402  (puts the repo on sys.path, imports cv2 first)
 
 from pipeline.config import DEFAULT_CONFIG, load_config  # noqa: E402
 from pipeline.onnx_detector import build_detector  # noqa: E402
 from pipeline.outputs import draw_detections  # noqa: E402
-from pipeline.records import Frame  # noqa: E402
 from pipeline.runner import Runner, build_tracker  # noqa: E402
-from pipeline.sources import Source, open_source  # noqa: E402
+from pipeline.sources import open_source  # noqa: E402
 from pipeline.stats import format_table  # noqa: E402
 
+REPO = Path(__file__).resolve().parent.parent
 CLIPS = ["test_video.mp4", "project_video_cut.mp4", "test_small1.mp4", "test_small2.mp4"]
-
-
-class Looped(Source):
-    """A file decoded ``times`` times in a row, timestamps continuing (real decoding each pass)."""
-
-    def __init__(self, path: Path, times: int, cfg):
-        self.path, self.times, self.cfg = path, times, cfg
-        first = open_source(str(path), cfg)
-        self.name, self.fps, self.live = path.name, first.fps, False
-        first.close()
-        self.frame_count_hint = None
-
-    def __iter__(self):
-        index, offset = 0, 0.0
-        for _ in range(self.times):
-            src = open_source(str(self.path), self.cfg)
-            last = 0.0
-            for f in src:
-                yield Frame(f.image, index, offset + f.timestamp, self.name, f.captured_at)
-                index += 1
-                last = f.timestamp
-            src.close()
-            offset += last + 1.0 / (self.fps or 25.0)
 
 
 def run_loop(cfg, path: Path, times: int) -> dict:
@@ -63,7 +37,7 @@ def run_loop(cfg, path: Path, times: int) -> dict:
     tracker = build_tracker(cfg)
     n = 0
     t0, c0 = time.perf_counter(), time.process_time()
-    for f in Looped(path, times, cfg.source):
+    for f in Looped(path, cfg.source, times=times):
         d = det.detect([f.image])[0]
         if tracker is not None:
             d = tracker.update(d, f.timestamp, f.image)
@@ -74,7 +48,7 @@ def run_loop(cfg, path: Path, times: int) -> dict:
 
 
 def run_pipeline(cfg, path: Path, times: int) -> dict:
-    runner = Runner(cfg, Looped(path, times, cfg.source))
+    runner = Runner(cfg, Looped(path, cfg.source, times=times))
     report = runner.run()
     return {"frames": report["frames_out"], "fps": report["fps"], "cpu_ms_per_frame": report["cpu_ms_per_frame"],
             "report": report}

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import zipfile
+
 import torch
 from torch import nn
 
@@ -48,7 +50,12 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         return torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for non-checkpoints; re-raise with the path
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from e
+        text = str(e)
+        if "Weights only load failed" in text and zipfile.is_zipfile(path):
+            raise CheckpointError(f"{path}: refused: loading it needs pickle to run code (only weights_only=True "
+                                  "files are read); save a plain state dict instead") from None
+        first = text.strip().splitlines()[0] if text.strip() else ""
+        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {first})") from None
 
 
 def is_ours(ckpt: object) -> bool:

@@ -40,7 +40,7 @@ class SourceConfig:
     reconnect: Literal["auto", "no"] = "auto"
     reconnect_timeout_s: float = 30.0  # give up when the source is not back within this time
     reconnect_initial_s: float = 0.25  # first wait; doubles on each failed try
-    reconnect_max_s: float = 2.0       # longest wait between tries
+    reconnect_max_s: float = 0.5       # longest wait between tries (bounds the delay after a return)
 
     def __post_init__(self) -> None:
         for name in ("fps", "camera_width", "camera_height", "open_timeout_s", "read_timeout_s", "max_frames",

@@ -22,7 +22,7 @@ class ReconnectingSource(Source):
     live = True
 
     def __init__(self, opener: Callable[[], Source], *, timeout_s: float, initial_s: float = 0.25,
-                 max_s: float = 2.0, stop: threading.Event | None = None):
+                 max_s: float = 0.5, stop: threading.Event | None = None):
         self._opener = opener
         self._current: Source | None = opener()      # the first open fails loudly, with no retry
         self.name = self._current.name
@@ -30,7 +30,7 @@ class ReconnectingSource(Source):
         self.frame_count_hint = None
         self.timeout_s, self.initial_s, self.max_s = timeout_s, initial_s, max_s
         self.stop = stop or threading.Event()
-        self.gaps: list[dict] = []                    # {"after_frame", "at_s", "seconds"}
+        self.gaps: list[dict] = []   # {"after_frame", "at_s", "seconds", "resumed_at" (time.monotonic)}
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
@@ -42,9 +42,11 @@ class ReconnectingSource(Source):
                 self._current = self._reopen(lost_at, index)
                 if self._current is None:
                     return                            # stopped while waiting
-                gap = time.monotonic() - lost_at
+                now = time.monotonic()
+                gap = now - lost_at
                 offset = last_ts + gap
-                self.gaps.append({"after_frame": index - 1, "at_s": round(last_ts, 3), "seconds": round(gap, 3)})
+                self.gaps.append({"after_frame": index - 1, "at_s": round(last_ts, 3), "seconds": round(gap, 3),
+                                  "resumed_at": now})
                 self.warn(f"back after a {gap:.2f} s gap (frame {index} on)")
             session_start: float | None = None
             reason = "the stream ended"

@@ -303,7 +303,10 @@ def _open_once(spec: str, cfg: SourceConfig) -> Source:
     if spec.startswith("lavfi:"):
         return PyAVSource(spec[len("lavfi:"):], cfg, live=True, fmt="lavfi", name=spec)
     if URL_RE.match(spec):
-        options = {"rtsp_transport": "tcp"} if spec.lower().startswith("rtsp") else {}
+        # Probe half a second of stream, not FFmpeg's default 5 s: a (re)connect shows frames sooner.
+        options = {"analyzeduration": "500000", "probesize": "500000"}
+        if spec.lower().startswith("rtsp"):
+            options["rtsp_transport"] = "tcp"
         return PyAVSource(spec, cfg, live=True, options=options)
     images = _image_paths(spec)
     if images is not None:

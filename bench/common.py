@@ -1,0 +1,54 @@
+"""Helpers shared by the bench scripts."""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import cv2  # noqa: E402,F401  (before av: see pipeline/__init__.py)
+
+from pipeline.records import Frame  # noqa: E402
+from pipeline.sources import Source, open_source  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+
+
+class Looped(Source):
+    """A file decoded again and again (real decoding each pass), timestamps continuing;
+    ``times`` passes, or until ``seconds`` of wall time have gone by."""
+
+    def __init__(self, path: Path, cfg, times: int | None = None, seconds: float | None = None):
+        self.path, self.cfg, self.times, self.seconds = Path(path), cfg, times, seconds
+        first = open_source(str(path), cfg)
+        self.name, self.fps, self.live = self.path.name, first.fps, False
+        first.close()
+        self.frame_count_hint = None
+
+    def __iter__(self):
+        index, offset, passes = 0, 0.0, 0
+        deadline = time.monotonic() + self.seconds if self.seconds else None
+        while (self.times is None or passes < self.times) and (deadline is None or time.monotonic() < deadline):
+            src = open_source(str(self.path), self.cfg)
+            last = 0.0
+            for f in src:
+                yield Frame(f.image, index, offset + f.timestamp, self.name, f.captured_at)
+                index += 1
+                last = f.timestamp
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+            src.close()
+            offset += last + 1.0 / (self.fps or 25.0)
+            passes += 1
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MB (Linux /proc)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    raise RuntimeError("no VmRSS in /proc/self/status")

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Soak: run the whole pipeline (detect, track, JSON output) on a looped real clip for
+--minutes, sample memory every --every seconds, and report the memory slope after
+warm-up.  Exits 1 when the slope exceeds --max-slope MB/min.
+
+    python bench/soak.py --minutes 30 --json bench/results/soak.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import SHARED, Looped, rss_mb
+
+from pipeline.config import DEFAULT_CONFIG, load_config
+from pipeline.runner import Runner
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--clip", default=str(SHARED / "videos" / "udacity" / "test_small2.mp4"))
+    ap.add_argument("--every", type=float, default=5.0, help="seconds between memory samples")
+    ap.add_argument("--warmup", type=float, default=0.25, help="fraction of the run left out of the slope fit")
+    ap.add_argument("--max-slope", type=float, default=2.0, help="MB/min allowed after warm-up")
+    ap.add_argument("--track", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument("--json", help="write samples and the result here")
+    args = ap.parse_args()
+    clip = Path(args.clip)
+    if not clip.is_file():
+        print(f"error: {clip} not found; pass --clip FILE", file=sys.stderr)
+        return 2
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config(DEFAULT_CONFIG, {"output.show": "no", "output.progress": False,
+                                           "pipeline.track": args.track,
+                                           "output.save_json": str(Path(tmp) / "soak.jsonl")})
+        runner = Runner(cfg, Looped(clip, cfg.source, seconds=args.minutes * 60.0))
+        samples: list[tuple[float, float, int]] = []
+        done = threading.Event()
+        t0 = time.monotonic()
+
+        def sample():
+            while not done.wait(args.every):
+                samples.append((time.monotonic() - t0, rss_mb(), runner.stats.frames_out))
+
+        monitor = threading.Thread(target=sample, daemon=True)
+        monitor.start()
+        try:
+            report = runner.run()
+            samples.append((time.monotonic() - t0, rss_mb(), runner.stats.frames_out))   # the run's last moment
+        finally:
+            done.set()
+            monitor.join(5)
+    t = np.array([s[0] for s in samples]) / 60.0
+    mem = np.array([s[1] for s in samples])
+    fit = t >= args.warmup * t[-1]
+    slope = float(np.polyfit(t[fit], mem[fit], 1)[0]) if fit.sum() >= 3 else float("nan")
+    print("| minute | RSS MB | frames |")
+    print("| --- | --- | --- |")
+    step = max(1, len(samples) // 12)
+    shown = samples[::step] + ([samples[-1]] if (len(samples) - 1) % step else [])
+    for s in shown:
+        print(f"| {s[0] / 60:.1f} | {s[1]:.1f} | {s[2]} |")
+    ok = slope <= args.max_slope
+    print(f"\n{report['frames_out']} frames in {t[-1]:.1f} min, {report['fps']:.1f} FPS, dropped "
+          f"{sum(report['dropped'].values())}; RSS {mem[fit][0]:.1f} -> {mem[-1]:.1f} MB after warm-up, "
+          f"slope {slope:+.2f} MB/min (limit {args.max_slope}) -> {'flat' if ok else 'GROWING'}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"args": vars(args), "samples": samples, "slope_mb_per_min": slope,
+                                               "frames": report["frames_out"], "fps": report["fps"]}, indent=2) + "\n")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
