@@ -271,3 +271,13 @@ def test_bad_weights_are_refused_in_one_line(tmp_path, make, message):
     assert "runs code" not in proc.stdout + proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --model") and message in lines[0]
+
+
+def test_unsupported_codec_is_named(tmp_path):
+    """The clip with its codec tag rewritten to one FFmpeg has no decoder for."""
+    data = (REPO / "examples" / "test_video.mp4").read_bytes()
+    assert data.count(b"avc1") == 1
+    path = tmp_path / "unknown_codec.mp4"
+    path.write_bytes(data.replace(b"avc1", b"zzzz"))
+    with pytest.raises(SourceError, match="unsupported video codec; re-encode it to H.264"):
+        open_source(str(path))
