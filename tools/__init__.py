@@ -1,0 +1,1 @@
+"""Command-line tools (benchmarks, evaluation, data preparation); run them as scripts or ``python -m tools.X``."""
