@@ -15,6 +15,7 @@ import yaml
 
 from .configtools import ConfigError, from_mapping
 from .detector import DASHCAM_CLASSES
+from trackers.config import TrackerConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
@@ -95,7 +96,7 @@ class PipelineConfig:
     queue_size: int = 4             # bounded queue between stages (file sources)
     live_queue_size: int = 1        # capture queue size for live sources
     join_timeout_s: float = 5.0     # per-thread join on shutdown
-    track: bool = True              # run the tracking stage (needs trackers/)
+    track: bool = True              # run the tracking stage (trackers.KalmanTracker)
 
     def __post_init__(self) -> None:
         _positive("pipeline.queue_size", self.queue_size)
@@ -122,7 +123,7 @@ class OutputConfig:
 class AppConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
-    tracker: dict = field(default_factory=dict)   # validated by trackers.TrackerConfig
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 

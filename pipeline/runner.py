@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from .config import AppConfig
-from .configtools import from_mapping
 from .detector import Detector
 from .display import Preview, display_available
 from .onnx_detector import build_detector
@@ -33,9 +32,9 @@ def build_tracker(cfg: AppConfig):
     """The configured tracker, or None when tracking is off."""
     if not cfg.pipeline.track:
         return None
-    from trackers import KalmanTracker, TrackerConfig
+    from trackers import KalmanTracker
 
-    return KalmanTracker(from_mapping(TrackerConfig, cfg.tracker, "tracker"))
+    return KalmanTracker(cfg.tracker)
 
 
 class Runner:

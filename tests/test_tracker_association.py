@@ -1,0 +1,39 @@
+"""Similarities and gated Hungarian assignment, as a table of edge cases."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trackers.association import assign, centre_similarity, giou, iou
+
+A = np.array([[0, 0, 10, 10]], float)
+
+
+def test_similarity_values():
+    b = np.array([[0, 0, 10, 10], [5, 0, 15, 10], [20, 0, 30, 10]], float)
+    np.testing.assert_allclose(iou(A, b), [[1.0, 1 / 3, 0.0]])
+    g = giou(A, b)
+    assert g[0, 0] == pytest.approx(1.0) and g[0, 2] == pytest.approx(-1 / 3)
+    c = centre_similarity(A, b)
+    assert c[0, 0] == pytest.approx(1.0) and c[0, 1] == pytest.approx(1 - 5 / np.hypot(10, 10))
+
+
+ASSIGN_CASES = [
+    # name, sim (T x D), gate, track classes, det classes, expected pairs
+    ("no_detections", np.zeros((3, 0)), 0.3, None, None, []),
+    ("no_tracks", np.zeros((0, 4)), 0.3, None, None, []),
+    ("all_below_gate", np.full((2, 2), 0.1), 0.3, None, None, []),
+    ("diagonal", np.array([[0.9, 0.1], [0.2, 0.8]]), 0.3, None, None, [(0, 0), (1, 1)]),
+    # heavy overlap: greedy would give (0,0) and leave track 1 unmatched
+    ("heavy_overlap_global_optimum", np.array([[0.9, 0.8], [0.85, 0.2]]), 0.3, None, None, [(0, 1), (1, 0)]),
+    ("gate_rejects_forced_pair", np.array([[0.9, 0.0], [0.95, 0.05]]), 0.3, None, None, [(1, 0)]),
+    ("class_mismatch_never_matched", np.array([[0.9, 0.6]]), 0.3, np.array([2]), np.array([0, 2]), [(0, 1)]),
+    ("more_tracks_than_dets", np.array([[0.5], [0.7], [0.6]]), 0.3, None, None, [(1, 0)]),
+]
+
+
+@pytest.mark.parametrize("name,sim,gate,tc,dc,expected", ASSIGN_CASES, ids=[c[0] for c in ASSIGN_CASES])
+def test_assign(name, sim, gate, tc, dc, expected):
+    pairs = assign(sim, gate, tc, dc)
+    assert pairs.shape[1] == 2
+    assert sorted(map(tuple, pairs.tolist())) == sorted(expected), name

@@ -1,0 +1,35 @@
+"""TrackerConfig from YAML: defaults file, unknown keys and cross-field checks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.configtools import ConfigError, from_mapping
+from trackers import KalmanTracker, TrackerConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_yaml_defaults_match_dataclass():
+    data = yaml.safe_load((ROOT / "configs" / "tracker.yaml").read_text())
+    cfg = from_mapping(TrackerConfig, data, "tracker")
+    assert cfg == TrackerConfig()
+    KalmanTracker(cfg)
+
+
+BAD = [
+    ("unknown_key", {"max_coast": 1.0}, "unknown key 'max_coast'"),
+    ("wrong_type", {"min_hits": "three"}, "tracker.min_hits"),
+    ("bad_literal", {"similarity": "cosine"}, "tracker.similarity"),
+    ("low_above_high", {"low_score": 0.8, "high_score": 0.5}, "low_score"),
+    ("emit_longer_than_alive", {"max_coast_seconds": 1.0, "emit_coast_seconds": 2.0}, "emit_coast_seconds"),
+    ("zero_noise", {"meas_noise": 0.0}, "meas_noise"),
+]
+
+
+@pytest.mark.parametrize("name,data,match", BAD, ids=[b[0] for b in BAD])
+def test_bad_config_names_the_key(name, data, match):
+    with pytest.raises(ConfigError, match=match):
+        from_mapping(TrackerConfig, data, "tracker")

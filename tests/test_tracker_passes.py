@@ -1,0 +1,77 @@
+"""The leftover passes: fast objects, drifted predictions, relinking a reappearing object."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.records import Detections
+from trackers import KalmanTracker, TrackerConfig
+
+
+def one(box, score=0.9, cls=2) -> Detections:
+    return Detections(np.array([box], np.float32), [score], [cls])
+
+
+def ids_over(boxes, cfg, dt=0.1):
+    tracker = KalmanTracker(cfg)
+    seen = []
+    for f, b in enumerate(boxes):
+        out = tracker.update(one(b) if b is not None else Detections.empty(), f * dt)
+        seen.append(out.track_id[~out.coasted].tolist())
+    return tracker, seen
+
+
+def fast(f):        # 20x40 px, moves 25 px a frame: no overlap with a zero-velocity prediction
+    return (100 + 25 * f, 50, 120 + 25 * f, 90)
+
+
+def reappear(f):    # 4-frame gap during which the object turned: prediction far off
+    x = 300 + 5 * f if f < 8 else 300 + 5 * 8 - 10 * (f - 8)
+    return (x, 100, x + 60, 140)
+
+
+PASS_CASES = [
+    # name, config overrides, box per frame (None: no detection), frames whose emitted id must be [1]
+    ("fast_object_centre_pass", {}, [fast(f) for f in range(8)], range(1, 8)),
+    ("fast_object_giou_similarity", {"similarity": "giou", "min_similarity": -0.5, "centre_pass": False},
+     [fast(f) for f in range(8)], range(1, 8)),
+    ("reappears_off_prediction_relinked", {},
+     [reappear(f) if not 8 <= f < 12 else None for f in range(16)], [1, 5, 7, 13, 14, 15]),
+]
+
+
+@pytest.mark.parametrize("name,overrides,boxes,frames", PASS_CASES, ids=[c[0] for c in PASS_CASES])
+def test_keeps_id(name, overrides, boxes, frames):
+    _, seen = ids_over(boxes, TrackerConfig(**overrides))
+    for f in frames:
+        assert seen[f] == [1], f"{name}: frame {f} emitted ids {seen[f]}"
+
+
+def test_without_centre_pass_fast_object_fragments():
+    """The control for the first case: the IoU passes alone lose the fast object."""
+    _, seen = ids_over([fast(f) for f in range(8)], TrackerConfig(centre_pass=False, relink=False))
+    assert sum(s == [1] for s in seen) <= 1      # each frame starts a new tentative track
+
+
+def test_without_relink_reappearing_object_gets_new_id():
+    cfg = TrackerConfig(relink=False, centre_pass=False, recovery_pass=False)
+    tracker, seen = ids_over([reappear(f) if not 8 <= f < 12 else None for f in range(16)], cfg)
+    assert seen[15] != [1]
+    cfg = TrackerConfig(centre_pass=False, recovery_pass=False)
+    tracker, seen = ids_over([reappear(f) if not 8 <= f < 12 else None for f in range(16)], cfg)
+    assert seen[15] == [1] and tracker.stats.relinks == 1
+
+
+def test_relink_never_crosses_classes():
+    boxes = [reappear(f) if not 8 <= f < 12 else None for f in range(16)]
+    tracker = KalmanTracker(TrackerConfig(centre_pass=False, recovery_pass=False))
+    for f, b in enumerate(boxes):
+        cls = 2 if f < 8 else 0      # after the gap a pedestrian appears there
+        out = tracker.update(one(b, cls=cls) if b is not None else Detections.empty(), f * 0.1)
+    assert tracker.stats.relinks == 0
+    assert 1 not in out.track_id[~out.coasted].tolist()
+
+
+def test_stats_report_timing():
+    tracker, _ = ids_over([fast(f) for f in range(8)], TrackerConfig())
+    assert tracker.stats.updates == 8 and tracker.stats.us_per_update > 0

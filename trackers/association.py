@@ -1,0 +1,79 @@
+"""Box similarities and gated Hungarian assignment.
+
+Similarity matrices are (T, D): rows are tracks, columns detections, higher is
+better.  ``assign`` maximises total similarity with
+``scipy.optimize.linear_sum_assignment`` and drops pairs below the gate or of
+different classes.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+_EMPTY_PAIRS = np.zeros((0, 2), dtype=np.int64)
+
+
+def _area(b: np.ndarray) -> np.ndarray:
+    return np.maximum(b[:, 2] - b[:, 0], 0.0) * np.maximum(b[:, 3] - b[:, 1], 0.0)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a (T,4), b (D,4) xyxy -> (T, D) intersection over union."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
+    union = _area(a)[:, None] + _area(b)[None, :] - inter
+    return inter / np.maximum(union, 1e-9)
+
+
+def giou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(T, D) generalised IoU in [-1, 1]: IoU minus the empty share of the enclosing box."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
+    union = np.maximum(_area(a)[:, None] + _area(b)[None, :] - inter, 1e-9)
+    ew = np.maximum(a[:, None, 2], b[None, :, 2]) - np.minimum(a[:, None, 0], b[None, :, 0])
+    eh = np.maximum(a[:, None, 3], b[None, :, 3]) - np.minimum(a[:, None, 1], b[None, :, 1])
+    enclose = np.maximum(ew * eh, 1e-9)
+    return inter / union - (enclose - union) / enclose
+
+
+def centre_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(T, D) 1 - centre distance / diagonal of the track box a; may be negative."""
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    ca = (a[:, :2] + a[:, 2:]) / 2
+    cb = (b[:, :2] + b[:, 2:]) / 2
+    diag = np.hypot(a[:, 2] - a[:, 0], a[:, 3] - a[:, 1])
+    dist = np.hypot(ca[:, None, 0] - cb[None, :, 0], ca[:, None, 1] - cb[None, :, 1])
+    return 1.0 - dist / np.maximum(diag, 1.0)[:, None]
+
+
+SIMILARITIES = {"iou": iou, "giou": giou, "centre": centre_similarity}
+
+
+def assign(sim: np.ndarray, gate: float, track_cls: np.ndarray | None = None,
+           det_cls: np.ndarray | None = None) -> np.ndarray:
+    """Hungarian assignment on similarity (T, D); returns (K, 2) [track, det] pairs.
+
+    Pairs with similarity < gate, or (when classes are given) of different
+    class, are never returned; they are also made unattractive before the
+    assignment so they cannot displace a valid pair.
+    """
+    if sim.size == 0:
+        return _EMPTY_PAIRS
+    valid = sim >= gate
+    if track_cls is not None and det_cls is not None:
+        valid &= track_cls[:, None] == det_cls[None, :]
+    if not valid.any():
+        return _EMPTY_PAIRS
+    # Cost: invalid pairs get a cost above any valid one (a valid pair costs at
+    # most 1 - gate <= 2), so the solver prefers more valid matches.
+    cost = np.where(valid, -sim, 10.0)  # (also replaces -inf)
+    rows, cols = linear_sum_assignment(cost)
+    keep = valid[rows, cols]
+    return np.stack([rows[keep], cols[keep]], axis=1)

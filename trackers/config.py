@@ -1,0 +1,140 @@
+"""TrackerConfig: every threshold of the Kalman tracker as a named, typed field.
+
+Built from YAML with ``pipeline.configtools.from_mapping(TrackerConfig, d, "tracker")``.
+Scores are the detector's scores in [0, 1]; times are seconds (never frames),
+so skipped frames and variable frame rates need no special case.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pipeline.configtools import ConfigError
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    # --- detection score split (ByteTrack's two passes) ---------------------
+    # Detections >= high_score take part in the first association pass.
+    # Higher: fewer false tracks, but weak true detections only reach the second pass.
+    high_score: float = 0.6
+    # Detections in [low_score, high_score) are used only to extend existing tracks
+    # (second pass). Lower: bridges more weak detections, risks feeding tracks clutter.
+    low_score: float = 0.1
+    # A new track is born only from an unmatched detection >= new_track_score.
+    # Higher: fewer spurious tracks; lower: objects are picked up earlier.
+    new_track_score: float = 0.7
+
+    # --- association -------------------------------------------------------
+    # Similarity used for matching: "iou"; "giou" (also scores non-overlapping
+    # boxes, for small fast objects); "centre" (1 - centre distance / diagonal of
+    # the track's predicted box).
+    similarity: Literal["iou", "giou", "centre"] = "iou"
+    # First pass gate: a pair with similarity below this is never matched.
+    # Lower: follows fast motion / poor predictions; higher: fewer wrong swaps.
+    min_similarity: float = 0.3
+    # Second (low-score) pass gate; stricter because these detections are weaker.
+    low_min_similarity: float = 0.5
+    # Third pass (OC-SORT's observation-centric recovery): still-unmatched tracks
+    # are compared by their *last observed* box instead of the predicted one.
+    # Recovers tracks whose prediction drifted during a dropout; can re-link a
+    # neighbour that took the old position.
+    recovery_pass: bool = True
+    # Last pass: leftover tracks vs leftover strong detections by centre distance
+    # (1 - distance / box diagonal), for objects moving more than their own width
+    # per frame and drifted predictions. Lower gate: catches faster motion, risks
+    # linking neighbours; the size ratio gate keeps it to boxes of similar size.
+    centre_pass: bool = True
+    centre_pass_min_similarity: float = 0.3
+    centre_pass_max_size_ratio: float = 1.5
+    # Final pass: leftover tracks vs leftover strong detections when the squared
+    # Mahalanobis distance of the box (4 dof) is below this (9.49: chi-square 95%);
+    # the gate grows with the track's uncertainty (young or long-coasting tracks).
+    # 0 disables (the default: on KITTI it linked wrong objects, HOTA -3).
+    # Higher: recovers more tracks after drift, risks wrong links.
+    mahalanobis_gate: float = 0.0
+    # Before a tentative track is confirmed (a new id), an unmatched confirmed
+    # track of the same class with GIoU >= relink_min_giou to that detection (by
+    # predicted or last observed box) takes it over: a reappearing object keeps
+    # its id. Lower: relinks after longer drifts, risks giving one car's id to another.
+    relink: bool = True
+    relink_min_giou: float = 0.0
+    # Pass 1 matches confirmed tracks before tentative ones, so a track born from
+    # a reappearing object cannot steal it from its coasting original.
+    confirmed_first: bool = True
+    # Only match a detection to a track of the same class id.
+    class_consistent: bool = True
+
+    # --- lifecycle ----------------------------------------------------------
+    # Matches needed before a track is confirmed (emitted). Higher: fewer false
+    # tracks but late output. A tentative track that misses one frame is dropped.
+    min_hits: int = 2
+    # A confirmed track with no detection is coasted (emitted with coasted=True,
+    # its predicted box) for at most this long, then removed. Longer bridges
+    # longer dropouts but emits more stale predictions.
+    max_coast_seconds: float = 1.5
+    # Coasted boxes are emitted only for this long (<= max_coast_seconds); the
+    # track stays alive silently after that and can still be recovered.
+    # Longer: bridges more visible frames; shorter: fewer wrong predicted boxes.
+    emit_coast_seconds: float = 1.5
+    # A coasting track whose predicted box has less than this share of its area
+    # inside the image is removed (it left the view); only when update() is given
+    # the image (else the frame size is unknown). Higher: fewer boxes predicted
+    # off-screen; lower: keeps objects that hover at the border.
+    min_visible_fraction: float = 0.5
+    # Coasted box score: last detection score * 0.5 ** (coast time / half-life).
+    coast_score_half_life_s: float = 0.5
+    # On re-match after coasting, re-run the filter from the last observation
+    # over linearly interpolated virtual observations (OC-SORT's re-update), so
+    # the velocity drift accumulated while coasting is undone.
+    reupdate_on_recovery: bool = True
+    # Matched tracks emit the detection's box (True) or the filtered box (False).
+    emit_detection_box: bool = True
+
+    # --- Kalman filter (constant velocity in box space) ---------------------
+    # State parameterisation: "cxcywh" (centre, width, height) or "xyxy" (corners:
+    # an edge pinned at the image border while the other moves is linear here).
+    box_param: Literal["cxcywh", "xyxy"] = "xyxy"
+    # Measurement noise std, as a fraction of the box size sqrt(w*h).
+    meas_noise: float = 0.05
+    # Process noise: white-acceleration density for position / size components,
+    # in box sizes per s^1.5. Higher: follows manoeuvres, noisier coasting.
+    accel_noise_pos: float = 2.0
+    accel_noise_size: float = 1.0
+    # Initial velocity std of a new track, in box sizes per second.
+    init_vel_std: float = 2.0
+
+    # --- camera-motion compensation -----------------------------------------
+    # Sparse optical flow between consecutive frames; needs `image` in update().
+    cmc: bool = False
+    # Frames are downscaled to at most this width for the flow (cost vs accuracy).
+    cmc_max_width: int = 480
+    # Cap on the number of corners tracked (cost vs robustness).
+    cmc_max_corners: int = 150
+    # Fewer RANSAC inliers than this: the fit is rejected and no compensation applied.
+    cmc_min_inliers: int = 15
+
+    def __post_init__(self) -> None:
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ConfigError(f"tracker: {msg}")
+
+        need(0.0 <= self.low_score <= self.high_score <= 1.0,
+             f"need 0 <= low_score ({self.low_score}) <= high_score ({self.high_score}) <= 1")
+        need(0.0 <= self.new_track_score <= 1.0, f"new_track_score {self.new_track_score} not in [0, 1]")
+        need(-1.0 <= self.min_similarity <= 1.0, f"min_similarity {self.min_similarity} not in [-1, 1]")
+        need(-1.0 <= self.low_min_similarity <= 1.0, f"low_min_similarity {self.low_min_similarity} not in [-1, 1]")
+        need(-1.0 <= self.centre_pass_min_similarity <= 1.0, "centre_pass_min_similarity not in [-1, 1]")
+        need(self.centre_pass_max_size_ratio >= 1.0, "centre_pass_max_size_ratio must be >= 1")
+        need(self.mahalanobis_gate >= 0, "mahalanobis_gate must be >= 0")
+        need(self.min_hits >= 1, f"min_hits {self.min_hits} must be >= 1")
+        need(self.max_coast_seconds >= 0, f"max_coast_seconds {self.max_coast_seconds} must be >= 0")
+        need(0 <= self.emit_coast_seconds <= self.max_coast_seconds,
+             f"emit_coast_seconds {self.emit_coast_seconds} must be in [0, max_coast_seconds]")
+        need(0.0 <= self.min_visible_fraction <= 1.0, "min_visible_fraction must be in [0, 1]")
+        need(self.coast_score_half_life_s > 0, "coast_score_half_life_s must be > 0")
+        for name in ("meas_noise", "accel_noise_pos", "accel_noise_size", "init_vel_std"):
+            need(getattr(self, name) > 0, f"{name} must be > 0")
+        need(self.cmc_max_width >= 64, f"cmc_max_width {self.cmc_max_width} must be >= 64")
+        need(self.cmc_max_corners >= 8, f"cmc_max_corners {self.cmc_max_corners} must be >= 8")
+        need(self.cmc_min_inliers >= 3, f"cmc_min_inliers {self.cmc_min_inliers} must be >= 3")

@@ -1,0 +1,1 @@
+"""Evaluation helpers (KITTI I/O, peer adapters, trackeval scoring); not used at runtime."""

@@ -1,0 +1,110 @@
+"""KITTI tracking data for the evaluation harness: labels, detections, dropouts, results.
+
+Layout (``../shared/data/kitti_tracking``):
+  label_02/<seq>.txt                       frame id type trunc occ alpha x1 y1 x2 y2 ...
+  detections_pointrcnn/<Class>/<seq>.txt   frame,type_id,x1,y1,x2,y2,score,...  (score: logit)
+KITTI is recorded at 10 fps; frame f has timestamp f / 10 s.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.records import Detections
+
+from ..association import iou
+
+KITTI_FPS = 10.0
+CLASS_IDS = {"Pedestrian": 1, "Car": 2, "Cyclist": 3}     # type_id of the detection files
+
+
+def default_root() -> Path:
+    """``../shared/data/kitti_tracking`` beside the repository root (or under $DASHTRACK_SHARED_DATA)."""
+    shared = os.environ.get("DASHTRACK_SHARED_DATA")
+    base = Path(shared) if shared else Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    return base / "kitti_tracking"
+
+
+def list_sequences(root: Path) -> list[str]:
+    return sorted(p.stem for p in (Path(root) / "label_02").glob("*.txt"))
+
+
+@dataclass
+class Sequence:
+    name: str
+    n_frames: int
+    dets: list[Detections]          # per frame; score = sigmoid(raw logit)
+    raw_score: list[np.ndarray]     # per frame, the file's raw score
+
+
+def load_labels(root: Path, seq: str) -> np.ndarray:
+    """Label rows as a structured array: frame, id, type, x1..y2."""
+    rows = []
+    for line in (Path(root) / "label_02" / f"{seq}.txt").read_text().splitlines():
+        p = line.split()
+        if len(p) >= 10:
+            rows.append((int(p[0]), int(p[1]), p[2], *map(float, p[6:10])))
+    return np.array(rows, dtype=[("frame", "i4"), ("id", "i4"), ("type", "U16"),
+                                 ("x1", "f8"), ("y1", "f8"), ("x2", "f8"), ("y2", "f8")])
+
+
+def load_sequence(root: Path, seq: str, classes: list[str], min_raw_score: float) -> Sequence:
+    labels = load_labels(root, seq)
+    parts = []
+    for cls in classes:
+        f = Path(root) / "detections_pointrcnn" / cls / f"{seq}.txt"
+        if f.exists() and f.stat().st_size > 0:
+            parts.append(np.loadtxt(f, delimiter=",", ndmin=2)[:, :7])
+    raw = np.concatenate(parts) if parts else np.zeros((0, 7))
+    n_frames = int(max(labels["frame"].max(initial=-1), raw[:, 0].max(initial=-1))) + 1
+    raw = raw[raw[:, 6] >= min_raw_score]
+    # degenerate boxes (< 1 px wide or tall, from clipping at the image edge) are
+    # dropped for every tracker alike: they cannot overlap anything (norfair's IoU
+    # returns NaN on them)
+    raw = raw[(raw[:, 4] - raw[:, 2] >= 1.0) & (raw[:, 5] - raw[:, 3] >= 1.0)]
+    frame_of = raw[:, 0].astype(int)
+    dets, scores = [], []
+    for f in range(n_frames):
+        r = raw[frame_of == f]
+        dets.append(Detections(r[:, 2:6], 1.0 / (1.0 + np.exp(-r[:, 6])), r[:, 1].astype(int)))
+        scores.append(r[:, 6])
+    return Sequence(seq, n_frames, dets, scores)
+
+
+def apply_dropout(seq: Sequence, labels: np.ndarray, classes: list[str], k: int, fraction: float,
+                  seed: int, min_iou: float = 0.5) -> tuple[Sequence, int]:
+    """Remove detections of a seeded random `fraction` of GT tracks for k consecutive frames.
+
+    A detection is removed when its IoU with the chosen GT box is >= min_iou.
+    The RNG is seeded per sequence by (seed, sequence number). Returns the new
+    sequence and the number of detections removed.
+    """
+    rng = np.random.default_rng([seed, int(seq.name)])
+    gt = labels[np.isin(labels["type"], classes)]
+    ids = np.unique(gt["id"])
+    chosen = rng.choice(ids, size=int(round(fraction * len(ids))), replace=False) if len(ids) else ids
+    keep = [np.ones(len(d), bool) for d in seq.dets]
+    for tid in sorted(chosen.tolist()):
+        rows = gt[gt["id"] == tid]
+        frames = np.sort(rows["frame"])
+        start = int(rng.integers(frames[0], max(frames[0], frames[-1] - k + 1) + 1))
+        for r in rows[(rows["frame"] >= start) & (rows["frame"] < start + k)]:
+            d = seq.dets[r["frame"]]
+            if len(d):
+                box = np.array([[r["x1"], r["y1"], r["x2"], r["y2"]]])
+                keep[r["frame"]] &= iou(box, d.xyxy)[0] < min_iou
+    removed = int(sum((~m).sum() for m in keep))
+    return Sequence(seq.name, seq.n_frames, [d[m] for d, m in zip(seq.dets, keep)],
+                    [s[m] for s, m in zip(seq.raw_score, keep)]), removed
+
+
+def kitti_lines(frame: int, tracks: Detections, class_names: dict[int, str]) -> list[str]:
+    """One KITTI result line per tracked box (3D fields filled with KITTI's 'unknown')."""
+    out = []
+    for (x1, y1, x2, y2), tid, cid, s in zip(tracks.xyxy, tracks.track_id, tracks.class_id, tracks.score):
+        out.append(f"{frame} {int(tid)} {class_names[int(cid)]} -1 -1 -10 {x1:.2f} {y1:.2f} {x2:.2f} {y2:.2f} "
+                   f"-1 -1 -1 -1000 -1000 -1000 -10 {float(s):.4f}")
+    return out

@@ -1,0 +1,106 @@
+"""Association passes of KalmanTracker (a mixin: uses its config, tracks and filter).
+
+Each pass is a gated Hungarian assignment between still-free tracks and
+still-free detections; it marks what it matched in ``t_free``/``d_free`` and
+appends (track, detection) index pairs to ``pairs``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .association import assign, centre_similarity, giou
+from .kalman import DIM, box_size, xyxy_to_state_box
+
+
+class AssociationPasses:
+    def _match(self, track_boxes, t_idx, det_xyxy, d_idx, gate, t_free, d_free, pairs) -> None:
+        """One gated assignment pass between tracks t_idx and detections d_idx (both free)."""
+        t_idx = t_idx[t_free[t_idx]]
+        d_idx = d_idx[d_free[d_idx]]
+        if len(t_idx) == 0 or len(d_idx) == 0:
+            return
+        sim = self._similarity(track_boxes[t_idx], det_xyxy[d_idx])
+        cls_t = self.tracks.cls[t_idx] if self.config.class_consistent else None
+        found = assign(sim, gate, cls_t, self._det_cls[d_idx] if cls_t is not None else None)
+        if len(found):
+            tt, dd = t_idx[found[:, 0]], d_idx[found[:, 1]]
+            t_free[tt] = False
+            d_free[dd] = False
+            pairs.append(np.stack([tt, dd], axis=1))
+
+    def _centre_pass(self, pred, det_xyxy, high, t_free, d_free, pairs) -> None:
+        """Last pass: leftover tracks vs leftover strong detections by centre distance.
+
+        For objects that move more than their width per frame (IoU 0 with the
+        prediction of a young track) and for tracks whose prediction drifted in
+        a dropout.  The track box is the prediction or the last observation,
+        whichever is closer; widths and heights must agree within a ratio.
+        """
+        c, tr = self.config, self.tracks
+        t_idx = np.flatnonzero(t_free)
+        d_idx = np.flatnonzero(d_free & high)
+        if len(d_idx) == 0:
+            return
+        dets = det_xyxy[d_idx]
+        sim = np.maximum(centre_similarity(pred[t_idx], dets), centre_similarity(tr.z_obs[t_idx], dets))
+        wt, ht = pred[t_idx, 2] - pred[t_idx, 0], pred[t_idx, 3] - pred[t_idx, 1]
+        wd, hd = dets[:, 2] - dets[:, 0], dets[:, 3] - dets[:, 1]
+        rw = np.maximum(wt[:, None], 1.0) / np.maximum(wd[None, :], 1.0)
+        rh = np.maximum(ht[:, None], 1.0) / np.maximum(hd[None, :], 1.0)
+        r = c.centre_pass_max_size_ratio
+        sim = np.where((rw <= r) & (rw >= 1 / r) & (rh <= r) & (rh >= 1 / r), sim, -np.inf)
+        cls_t = tr.cls[t_idx] if c.class_consistent else None
+        found = assign(sim, c.centre_pass_min_similarity, cls_t,
+                       self._det_cls[d_idx] if cls_t is not None else None)
+        if len(found):
+            tt, dd = t_idx[found[:, 0]], d_idx[found[:, 1]]
+            t_free[tt] = False
+            d_free[dd] = False
+            pairs.append(np.stack([tt, dd], axis=1))
+
+    def _relink(self, m: np.ndarray, pred, det_xyxy, t_free) -> np.ndarray:
+        """Give a detection that would confirm a new track to a coasting track instead.
+
+        A reappearing object often lands too far from its coasting track's
+        prediction and starts a tentative track; before that track is confirmed
+        (a new id), an unmatched confirmed track of the same class whose
+        predicted or last observed box is near (GIoU >= relink_min_giou) takes
+        the detection and the tentative track is dropped.
+        """
+        c, tr = self.config, self.tracks
+        row = np.flatnonzero(~tr.confirmed[m[:, 0]] & (tr.hits[m[:, 0]] + 1 >= c.min_hits))
+        old = np.flatnonzero(t_free & tr.confirmed)
+        if len(row) == 0 or len(old) == 0:
+            return m
+        dets = det_xyxy[m[row, 1]]
+        sim = np.maximum(giou(pred[old], dets), giou(tr.z_obs[old], dets))
+        found = assign(sim, c.relink_min_giou, tr.cls[old], tr.cls[m[row, 0]])
+        if len(found):
+            m = m.copy()
+            m[row[found[:, 1]], 0] = old[found[:, 0]]      # the tentative track goes unmatched
+            t_free[old[found[:, 0]]] = False
+            self.stats.relinks += len(found)
+        return m
+
+    def _mahalanobis_pass(self, det_xyxy, high, t_free, d_free, pairs) -> None:
+        """Leftover tracks vs leftover strong detections by the filter's own uncertainty.
+
+        d^2 = sum over box components of innovation^2 / innovation variance; the
+        gate widens by itself for young tracks (unknown velocity) and for tracks
+        that have coasted a while.
+        """
+        c, tr = self.config, self.tracks
+        t_idx = np.flatnonzero(t_free)
+        d_idx = np.flatnonzero(d_free & high)
+        z = xyxy_to_state_box(det_xyxy[d_idx], c.box_param)                  # (D, 4)
+        r = (self.kf.meas_noise * box_size(z, c.box_param)) ** 2             # (D,)
+        S = tr.P[t_idx, 0][:, None, :] + r[None, :, None]                     # (T, D, 4)
+        y = z[None, :, :] - tr.x[t_idx, None, :DIM]                           # (T, D, 4)
+        d2 = (y * y / S).sum(axis=2)
+        cls_t = tr.cls[t_idx] if c.class_consistent else None
+        found = assign(-d2, -c.mahalanobis_gate, cls_t, self._det_cls[d_idx] if cls_t is not None else None)
+        if len(found):
+            tt, dd = t_idx[found[:, 0]], d_idx[found[:, 1]]
+            t_free[tt] = False
+            d_free[dd] = False
+            pairs.append(np.stack([tt, dd], axis=1))

@@ -1,0 +1,307 @@
+"""KalmanTracker: online multi-object tracker that keeps boxes through dropouts.
+
+Per frame, in this order:
+1. predict every track to ``timestamp`` (dt from the previous call, seconds);
+2. optional camera-motion compensation of the predicted states;
+3. pass 1: confirmed, then tentative tracks vs detections >= high_score (gated
+   Hungarian on IoU of the predicted box);
+4. pass 2: unmatched confirmed tracks vs detections in [low_score, high_score);
+5. leftovers only: recovery by last observed box, centre-distance pass,
+   optional Mahalanobis pass; then relink (a detection about to confirm a new
+   track goes to a nearby coasting track instead, so the id survives);
+   these live in ``passes.py``;
+6. Kalman update of matched tracks; a track that had been coasting is re-run
+   from its last observation over interpolated virtual observations;
+7. lifecycle: tentative tracks that missed are removed, coasting tracks older
+   than max_coast_seconds are removed, unmatched strong detections are born;
+8. output: confirmed tracks matched this frame (the detection's box, class and
+   score) and coasting ones (predicted box, ``coasted=True``, score decayed by
+   ``coast_score_half_life_s``).
+
+Lifecycle: tentative -> confirmed (min_hits) -> coasting -> recovered -> removed.
+All track state lives in arrays, so cost grows slowly with the track count.
+"""
+from __future__ import annotations
+
+import bisect
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.records import Detections
+
+from .association import SIMILARITIES
+from .cmc import CameraMotion, warp_states
+from .config import TrackerConfig
+from .kalman import DIM, BoxKalman, state_box_to_xyxy, xyxy_to_state_box
+from .passes import AssociationPasses
+
+_SAME_TIME = 1e-9
+
+
+@dataclass
+class TrackerStats:
+    """Timing on a monotonic clock (time.perf_counter), since the last reset."""
+
+    updates: int = 0
+    update_seconds: float = 0.0
+    cmc_calls: int = 0
+    cmc_seconds: float = 0.0
+    cmc_fallbacks: int = 0
+    tracks_born: int = 0
+    recoveries: int = 0
+    relinks: int = 0
+
+    @property
+    def us_per_update(self) -> float:
+        return 1e6 * self.update_seconds / max(self.updates, 1)
+
+    @property
+    def cmc_ms_per_call(self) -> float:
+        return 1e3 * self.cmc_seconds / max(self.cmc_calls, 1)
+
+
+class _Tracks:
+    """Struct of arrays for all live tracks (row i is one track)."""
+
+    FIELDS = ("id", "cls", "score", "hits", "confirmed", "t_obs", "z_obs", "x", "P", "x_obs", "P_obs")
+
+    def __init__(self) -> None:
+        self.id = np.zeros(0, np.int64)
+        self.cls = np.zeros(0, np.int32)
+        self.score = np.zeros(0, np.float32)          # last detection score
+        self.hits = np.zeros(0, np.int64)             # detections matched so far
+        self.confirmed = np.zeros(0, bool)
+        self.t_obs = np.zeros(0)                      # time of the last detection
+        self.z_obs = np.zeros((0, 4))                 # last detection, xyxy
+        self.x = np.zeros((0, 2 * DIM))               # filter state now
+        self.P = np.zeros((0, 3, DIM))                # covariance blocks (see BoxKalman)
+        self.x_obs = np.zeros((0, 2 * DIM))           # filter state right after the last detection
+        self.P_obs = np.zeros((0, 3, DIM))
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+    def keep(self, mask: np.ndarray) -> None:
+        for name in self.FIELDS:
+            setattr(self, name, getattr(self, name)[mask])
+
+    def extend(self, other: "_Tracks") -> None:
+        for name in self.FIELDS:
+            setattr(self, name, np.concatenate([getattr(self, name), getattr(other, name)]))
+
+
+class KalmanTracker(AssociationPasses):
+    """``update(detections, timestamp, image=None) -> Detections`` once per frame."""
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config if config is not None else TrackerConfig()
+        c = self.config
+        self.kf = BoxKalman(c.box_param, c.meas_noise, c.accel_noise_pos, c.accel_noise_size, c.init_vel_std)
+        self._similarity = SIMILARITIES[c.similarity]
+        self.cmc = CameraMotion(c.cmc_max_width, c.cmc_max_corners, c.cmc_min_inliers) if c.cmc else None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every track; ids start again at 1."""
+        self.tracks = _Tracks()
+        self._next_id = 1
+        self._last_t: float | None = None
+        self._times: list[float] = []                 # recent frame timestamps (for re-updates)
+        self._extent = np.array([np.inf, np.inf, -np.inf, -np.inf])   # x1 y1 x2 y2 of the frame
+        self.stats = TrackerStats()
+        if self.cmc is not None:
+            self.cmc.reset()
+
+    # ------------------------------------------------------------------ update
+    def update(self, detections: Detections, timestamp: float, image: np.ndarray | None = None) -> Detections:
+        t_start = time.perf_counter()
+        c, tr = self.config, self.tracks
+        timestamp = float(timestamp)
+        dt = 0.0 if self._last_t is None else timestamp - self._last_t
+        if dt < 0:
+            raise ValueError(f"timestamps must not go back: {timestamp} after {self._last_t}")
+        prev_t = self._last_t
+
+        # 1-2. predict, then camera-motion compensation
+        self.kf.predict(tr.x, tr.P, dt)
+        if self.cmc is not None:
+            A = self.cmc.estimate(image)
+            if A is not None:
+                warp_states(tr.x, A, c.box_param)
+                warp_states(tr.x_obs, A, c.box_param)
+                tr.z_obs = self._warp_xyxy(tr.z_obs, A)
+        pred = state_box_to_xyxy(tr.x[:, :DIM], c.box_param)          # (T, 4)
+        self._grow_extent(detections, image)
+
+        # 3-5. association
+        det_xyxy = detections.xyxy.astype(np.float64)                   # (D, 4)
+        det_score, det_cls = detections.score, detections.class_id
+        self._det_cls = det_cls
+        high = det_score >= c.high_score
+        low = ~high & (det_score >= c.low_score)
+        n_t = len(tr)
+        t_free = np.ones(n_t, bool)
+        d_free = np.ones(len(detections), bool)
+        pairs = []
+        strong = np.flatnonzero(high)
+        if c.confirmed_first:    # confirmed first, then tentative tracks on what is left
+            self._match(pred, np.flatnonzero(tr.confirmed), det_xyxy, strong, c.min_similarity,
+                        t_free, d_free, pairs)
+            tentative = np.flatnonzero(~tr.confirmed)
+            if len(tentative):
+                self._match(pred, tentative, det_xyxy, strong, c.min_similarity, t_free, d_free, pairs)
+        else:
+            self._match(pred, np.arange(n_t), det_xyxy, strong, c.min_similarity, t_free, d_free, pairs)
+        if low.any():
+            self._match(pred, np.flatnonzero(t_free & tr.confirmed), det_xyxy, np.flatnonzero(low),
+                        c.low_min_similarity, t_free, d_free, pairs)
+        if (d_free & high).any() and t_free.any():     # later passes only see leftovers
+            if c.recovery_pass:
+                self._match(tr.z_obs, np.flatnonzero(t_free & tr.confirmed), det_xyxy,
+                            np.flatnonzero(high & d_free), c.min_similarity, t_free, d_free, pairs)
+            if c.centre_pass and t_free.any() and (d_free & high).any():
+                self._centre_pass(pred, det_xyxy, high, t_free, d_free, pairs)
+            if c.mahalanobis_gate > 0 and t_free.any() and (d_free & high).any():
+                self._mahalanobis_pass(det_xyxy, high, t_free, d_free, pairs)
+        m = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
+        if c.relink and len(m):
+            m = self._relink(m, pred, det_xyxy, t_free)
+        ti, di = m[:, 0], m[:, 1]
+
+        # 6. Kalman update (re-update from the last observation after a gap)
+        if len(m):
+            z = xyxy_to_state_box(det_xyxy[di], c.box_param)
+            gap = tr.t_obs[ti] < (prev_t if prev_t is not None else timestamp) - _SAME_TIME
+            if c.reupdate_on_recovery and gap.any():
+                reg = ti[~gap]
+                tr.x[reg], tr.P[reg] = self.kf.update(tr.x[reg], tr.P[reg], z[~gap])
+                self._reupdate(ti[gap], z[gap], timestamp)
+            else:
+                tr.x[ti], tr.P[ti] = self.kf.update(tr.x[ti], tr.P[ti], z)
+            self.stats.recoveries += int(gap.sum())
+            tr.hits[ti] += 1
+            tr.score[ti] = det_score[di]
+            tr.t_obs[ti] = timestamp
+            tr.z_obs[ti] = det_xyxy[di]
+            tr.x_obs[ti], tr.P_obs[ti] = tr.x[ti], tr.P[ti]
+            tr.confirmed[ti] |= tr.hits[ti] >= c.min_hits
+
+        # output rows are gathered before removals and births change indices
+        matched_now = np.zeros(n_t, bool)
+        matched_now[ti] = True
+        det_of_track = np.full(n_t, -1)
+        det_of_track[ti] = di
+        age = timestamp - tr.t_obs
+        visible = matched_now | (self._visible_fraction(pred) >= c.min_visible_fraction)
+        emit = tr.confirmed & visible & (matched_now | (age <= c.emit_coast_seconds + _SAME_TIME))
+        out = self._output(emit, matched_now, det_of_track, det_xyxy, det_score, age)
+
+        # 7. lifecycle (a coasting track predicted out of the frame is removed)
+        alive = np.where(tr.confirmed, visible & (age <= c.max_coast_seconds + _SAME_TIME), matched_now)
+        if not alive.all():
+            tr.keep(alive)
+        born = np.flatnonzero(d_free & (det_score >= max(c.new_track_score, c.high_score)))
+        if len(born):
+            self._birth(det_xyxy[born], det_score[born], det_cls[born], timestamp)
+            if c.min_hits <= 1:   # confirmed at birth: emitted now
+                out = Detections.concat([out, self._newborn_output(len(born), det_xyxy[born],
+                                                                   det_score[born], det_cls[born])])
+
+        self._last_t = timestamp
+        self._times.append(timestamp)
+        horizon = timestamp - c.max_coast_seconds - 1.0
+        while self._times and self._times[0] < horizon:
+            self._times.pop(0)
+        if self.cmc is not None:
+            self.stats.cmc_calls, self.stats.cmc_seconds = self.cmc.calls, self.cmc.seconds
+            self.stats.cmc_fallbacks = self.cmc.fallbacks
+        self.stats.updates += 1
+        self.stats.update_seconds += time.perf_counter() - t_start
+        return out
+
+    # ---------------------------------------------------------------- helpers
+    def _grow_extent(self, detections: Detections, image: np.ndarray | None) -> None:
+        """The frame's extent comes from the image; without images it stays unknown.
+
+        (Inferring it from the detections seen so far was tried: it kills tracks
+        moving into parts of the frame no detection has reached yet.)
+        """
+        if image is not None:
+            self._extent = np.array([0.0, 0.0, image.shape[1], image.shape[0]])
+
+    def _visible_fraction(self, boxes: np.ndarray) -> np.ndarray:
+        """(T,) share of each box's area inside the frame extent (1 when unknown)."""
+        e = self._extent
+        if e[2] <= e[0] or len(boxes) == 0:
+            return np.ones(len(boxes))
+        iw = np.minimum(boxes[:, 2], e[2]) - np.maximum(boxes[:, 0], e[0])
+        ih = np.minimum(boxes[:, 3], e[3]) - np.maximum(boxes[:, 1], e[1])
+        area = np.maximum(boxes[:, 2] - boxes[:, 0], 1e-9) * np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9)
+        return np.maximum(iw, 0.0) * np.maximum(ih, 0.0) / area
+
+    def _reupdate(self, rows: np.ndarray, z: np.ndarray, timestamp: float) -> None:
+        """Re-run tracks `rows` from their last observation to now (OC-SORT's re-update).
+
+        Virtual observations, interpolated linearly between the last detection
+        and `z`, are fed at every frame time in between; all rows step together
+        (a row whose gap has not started yet gets dt = 0 and no update).
+        """
+        tr, kf, param = self.tracks, self.kf, self.config.box_param
+        x, C = tr.x_obs[rows].copy(), tr.P_obs[rows].copy()
+        t_obs = tr.t_obs[rows]
+        t_prev = t_obs.copy()
+        z0 = xyxy_to_state_box(tr.z_obs[rows], param)
+        span = (timestamp - t_obs)[:, None]
+        first = bisect.bisect_right(self._times, float(t_obs.min()) + _SAME_TIME)
+        for t in self._times[first:]:        # frame times strictly between, oldest first
+            if t >= timestamp - _SAME_TIME:
+                break
+            active = t > t_obs + _SAME_TIME
+            kf.predict(x, C, np.where(active, t - t_prev, 0.0))
+            xu, Cu = kf.update(x, C, z0 + (t - t_obs)[:, None] / span * (z - z0))
+            x = np.where(active[:, None], xu, x)
+            C = np.where(active[:, None, None], Cu, C)
+            t_prev = np.where(active, t, t_prev)
+        kf.predict(x, C, timestamp - t_prev)
+        tr.x[rows], tr.P[rows] = kf.update(x, C, z)
+
+    def _birth(self, xyxy, score, cls, timestamp) -> None:
+        n = len(xyxy)
+        new = _Tracks()
+        new.id = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
+        self._next_id += n
+        new.cls = cls.astype(np.int32)
+        new.score = score.astype(np.float32)
+        new.hits = np.ones(n, np.int64)
+        new.confirmed = np.full(n, self.config.min_hits <= 1)
+        new.t_obs = np.full(n, timestamp)
+        new.z_obs = xyxy.copy()
+        new.x, new.P = self.kf.initiate(xyxy_to_state_box(xyxy, self.config.box_param))
+        new.x_obs, new.P_obs = new.x.copy(), new.P.copy()
+        self.tracks.extend(new)
+        self.stats.tracks_born += n
+
+    def _output(self, emit, matched_now, det_of_track, det_xyxy, det_score, age) -> Detections:
+        c, tr = self.config, self.tracks
+        rows = np.flatnonzero(emit)
+        if len(rows) == 0:
+            return Detections.empty(tracked=True)
+        boxes = state_box_to_xyxy(tr.x[rows, :DIM], c.box_param)
+        score = tr.score[rows] * 0.5 ** (age[rows] / c.coast_score_half_life_s)
+        live = matched_now[rows]
+        if c.emit_detection_box:
+            boxes[live] = det_xyxy[det_of_track[rows[live]]]
+        score[live] = det_score[det_of_track[rows[live]]]
+        ok = live | ((boxes[:, 2] - boxes[:, 0] > 1.0) & (boxes[:, 3] - boxes[:, 1] > 1.0))
+        return Detections(boxes[ok], score[ok], tr.cls[rows[ok]], tr.id[rows[ok]], ~live[ok])
+
+    def _newborn_output(self, n, xyxy, score, cls) -> Detections:
+        ids = self.tracks.id[-n:]
+        return Detections(xyxy, score, cls, ids, np.zeros(n, bool))
+
+    @staticmethod
+    def _warp_xyxy(xyxy: np.ndarray, A: np.ndarray) -> np.ndarray:
+        pts = xyxy.reshape(-1, 2) @ A[:, :2].T + A[:, 2]
+        return pts.reshape(-1, 4)
