@@ -1,6 +1,9 @@
 """Helpers shared by the bench scripts."""
 from __future__ import annotations
 
+import shutil
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -52,3 +55,56 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024.0
     raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_listening(port: int) -> bool:
+    """Listening on 127.0.0.1:port?  Read from /proc: a test connection would use up
+    the one client an ``ffmpeg -listen 1`` server accepts."""
+    try:
+        rows = open("/proc/net/tcp").read().splitlines()[1:]
+    except OSError:
+        time.sleep(1.0)
+        return True
+    return any(r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A" for r in rows)
+
+
+def wait_until(cond, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+class StreamServer:
+    """ffmpeg serving a real clip in real time (looped) over HTTP on loopback, one client."""
+
+    def __init__(self, clip: Path, port: int):
+        ffmpeg = shutil.which("ffmpeg")
+        if ffmpeg is None:
+            raise FileNotFoundError("ffmpeg is not installed (apt-get install ffmpeg)")
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}/live.ts"
+        self.cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(clip),
+                    "-c", "copy", "-f", "mpegts", "-listen", "1", self.url]
+        self.proc = None
+
+    def start(self, timeout: float = 10.0) -> float:
+        """Start and wait until it listens; returns that moment (time.monotonic)."""
+        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not wait_until(lambda: port_listening(self.port), timeout):
+            raise RuntimeError(f"ffmpeg did not listen on port {self.port}")
+        return time.monotonic()
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None

@@ -1,7 +1,6 @@
 """Faults and bad input: a stream that drops and returns, damaged files, bad weights.
 Nothing hangs (every test has a time limit), nothing already written is lost."""
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -13,6 +12,9 @@ import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import REPO, VIDEOS, YOLOX_ONNX, need, need_tool
+
+sys.path.insert(0, str(REPO / "bench"))
+from common import StreamServer, free_port, wait_until  # noqa: E402
 from pipeline.config import DEFAULT_CONFIG, SourceConfig, load_config
 from pipeline.reconnect import ReconnectingSource
 from pipeline.runner import Runner
@@ -22,51 +24,15 @@ from pipeline.stages import StageError
 pytestmark = pytest.mark.timeout(180)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class StreamServer:
-    """ffmpeg serving a real clip, in real time, over HTTP on loopback (one client)."""
-
-    def __init__(self, clip, port):
-        self.cmd = [need_tool("ffmpeg"), "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
-                    "-i", str(clip), "-c", "copy", "-f", "mpegts", "-listen", "1", f"http://127.0.0.1:{port}/live.ts"]
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return time.monotonic()
-
-    def kill(self):
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
-
-
-def wait_until(cond, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def test_stream_drop_reconnects_and_reports_gap_then_gives_up(tmp_path, small2):
     need(YOLOX_ONNX)
-    port = free_port()
-    server = StreamServer(small2, port)
+    need_tool("ffmpeg")
+    server = StreamServer(small2, free_port())
     cfg = load_config(DEFAULT_CONFIG, {"output.show": "no", "output.progress": False,
                                        "output.save_json": str(tmp_path / "out.jsonl"),
                                        "source.reconnect_timeout_s": 4.0, "pipeline.track": False})
     server.start()
-    url = f"http://127.0.0.1:{port}/live.ts"
-    assert wait_until(lambda: _port_open(port), 10)
-    runner = Runner(cfg, url)
+    runner = Runner(cfg, server.url)
     result = {}
     t = threading.Thread(target=lambda: result.setdefault("error", _run(runner)), daemon=True)
     try:
@@ -75,9 +41,7 @@ def test_stream_drop_reconnects_and_reports_gap_then_gives_up(tmp_path, small2):
         server.kill()
         time.sleep(2.5)
         frames_at_return = runner.stats.frames_out
-        server.start()
-        assert wait_until(lambda: _port_open(port), 10)
-        returned = time.monotonic()                     # the server is back: listening again
+        returned = server.start()                       # the server is back: listening again
         assert wait_until(lambda: runner.stats.frames_out > frames_at_return + 5, 15), "did not resume"
         gap = runner.source.gaps[0]
         assert gap["resumed_at"] - returned < 2.0, f"resumed {gap['resumed_at'] - returned:.2f} s after the return"
@@ -98,16 +62,6 @@ def test_stream_drop_reconnects_and_reports_gap_then_gives_up(tmp_path, small2):
     report = runner.report
     assert report["frames_in"] == report["frames_out"] + sum(report["dropped"].values()) == rows[-1]["index"] + 1
     assert report["gaps"] and report["stop_reason"] == "error"
-
-
-def _port_open(port):
-    """Listening on the port?  Read from /proc: a test connection would use up ffmpeg's one client."""
-    try:
-        rows = open("/proc/net/tcp").read().splitlines()[1:]
-    except OSError:
-        time.sleep(1.0)
-        return True
-    return any(r.split()[1].endswith(f":{port:04X}") and r.split()[3] == "0A" for r in rows)
 
 
 def _run(runner):
