@@ -40,6 +40,7 @@ class FastDetConfig:
     head_convs: int = 2
     depthwise: bool = True  # separable 3x3 convs in neck and head
     anchors: tuple[tuple[float, float], ...] = ()  # prior (w, h) in input pixels; empty: anchor-free
+    trunk_blocks: int = 0  # MobileNetV2 only: keep the first N inverted-residual blocks (13: stride 16, 96 ch); 0 = all
 
     def __post_init__(self) -> None:
         if self.stride not in (16, 32):
@@ -48,6 +49,11 @@ class FastDetConfig:
             raise ValueError(f"pretrained {self.pretrained!r} is not known; use none or deepsort_mobilenetv2")
         if self.pretrained == "deepsort_mobilenetv2" and self.trunk != "mobilenetv2":
             raise ValueError(f"pretrained deepsort_mobilenetv2 needs trunk mobilenetv2, not {self.trunk!r}")
+        if self.trunk_blocks and (self.trunk != "mobilenetv2" or not 1 <= self.trunk_blocks <= 17):
+            raise ValueError(f"trunk_blocks {self.trunk_blocks} needs trunk mobilenetv2 and a value in 1..17")
+        if self.trunk_blocks and self.trunk_blocks < {16: 7, 32: 14}[self.stride]:
+            raise ValueError(f"trunk_blocks {self.trunk_blocks} ends before stride {self.stride}; "
+                             f"use at least {({16: 7, 32: 14})[self.stride]}")
 
 
 def _conv3(c: int, depthwise: bool, dilation: int = 1) -> nn.Module:
@@ -96,7 +102,7 @@ class FastDet(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.num_classes = num_classes
-        self.trunk = build_trunk(cfg.trunk, cfg.stride)
+        self.trunk = build_trunk(cfg.trunk, cfg.stride, cfg.trunk_blocks)
         if cfg.pretrained == "deepsort_mobilenetv2":
             assert isinstance(self.trunk, MobileNetV2Trunk)
             load_pretrained_mobilenetv2(self.trunk)

@@ -42,10 +42,12 @@ class InvertedResidual(nn.Module):
 class MobileNetV2Trunk(nn.Module):
     """MobileNetV2 features without the final 1x1 conv to 1280: (B, 3, H, W) -> (B, 320, H/s, W/s)."""
 
-    def __init__(self, stride: int = 32):
+    def __init__(self, stride: int = 32, num_blocks: int = 17):
         super().__init__()
         if stride not in (16, 32):
             raise ValueError(f"MobileNetV2 trunk stride {stride} is not supported; use 16 or 32")
+        if not 1 <= num_blocks <= 17:
+            raise ValueError(f"MobileNetV2 trunk num_blocks {num_blocks} is not supported; use 1..17")
         self.stem = ConvBNAct(3, 32, 3, 2, act="relu6")
         blocks, c_in, current, dilation = [], 32, 2, 1
         for t, c, n, s in MOBILENETV2_SETTING:
@@ -55,6 +57,8 @@ class MobileNetV2Trunk(nn.Module):
                     block_stride, next_dilation = 1, dilation * 2  # drop the downsampling, dilate what follows
                 else:
                     next_dilation = dilation
+                if len(blocks) == num_blocks:  # truncated trunk (e.g. 13: up to the 96-channel stride-16 stage)
+                    break
                 blocks.append(InvertedResidual(c_in, c, block_stride, t, dilation))
                 current *= block_stride
                 dilation = next_dilation
@@ -104,9 +108,10 @@ class ResNet18Trunk(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(self.stem(x)))))
 
 
-def build_trunk(name: str, stride: int) -> nn.Module:
+def build_trunk(name: str, stride: int, num_blocks: int = 0) -> nn.Module:
+    """``num_blocks`` > 0 keeps only the first inverted-residual blocks of MobileNetV2 (0: all 17)."""
     if name == "mobilenetv2":
-        return MobileNetV2Trunk(stride)
+        return MobileNetV2Trunk(stride, num_blocks or 17)
     if name == "resnet18":
         return ResNet18Trunk(stride)
     raise ValueError(f"unknown trunk {name!r}; use mobilenetv2 or resnet18")
@@ -160,4 +165,7 @@ def load_pretrained_mobilenetv2(trunk: MobileNetV2Trunk, path: Path | None = Non
     """Load the ImageNet weights into ``trunk`` with strict key matching (raises on any mismatch)."""
     path = path or deepsort_mobilenetv2_path()
     state = torch.load(path, map_location="cpu", weights_only=True)
-    trunk.load_state_dict(remap_deepsort_mobilenetv2(state), strict=True)
+    state = remap_deepsort_mobilenetv2(state)
+    kept = len(trunk.blocks)  # a truncated trunk takes the weights of the blocks it has
+    state = {k: v for k, v in state.items() if not (k.startswith("blocks.") and int(k.split(".")[1]) >= kept)}
+    trunk.load_state_dict(state, strict=True)

@@ -1,6 +1,6 @@
 """Camera-motion compensation: a global 2x3 similarity transform between frames.
 
-Corners (capped count) on a downscaled grey previous frame are followed into
+Corners (capped count) on a subsampled grey previous frame are followed into
 the current frame with pyramidal Lucas-Kanade; a partial affine (rotation,
 uniform scale, translation) is fitted with RANSAC.  Whenever that fails (no
 previous frame, no texture, too few inliers, a degenerate fit) the result is
@@ -16,7 +16,7 @@ import numpy as np
 
 
 class CameraMotion:
-    def __init__(self, max_width: int = 480, max_corners: int = 150, min_inliers: int = 15) -> None:
+    def __init__(self, max_width: int = 320, max_corners: int = 100, min_inliers: int = 15) -> None:
         self.max_width = int(max_width)
         self.max_corners = int(max_corners)
         self.min_inliers = int(min_inliers)
@@ -30,13 +30,13 @@ class CameraMotion:
         self.seconds = 0.0
 
     def _grey_small(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        h, w = grey.shape[:2]
-        scale = min(1.0, self.max_width / float(w))
-        if scale < 1.0:
-            grey = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))),
-                              interpolation=cv2.INTER_AREA)
-        return grey, scale
+        """Grey frame at most max_width wide, by integer-stride subsampling (cheap:
+        converting the full frame to grey first costs more than the whole flow)."""
+        h, w = image.shape[:2]
+        step = max(1, -(-w // self.max_width))          # ceil(w / max_width)
+        small = np.ascontiguousarray(image[::step, ::step])
+        grey = small if small.ndim == 2 else cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        return grey, 1.0 / step
 
     def estimate(self, image: np.ndarray | None) -> np.ndarray | None:
         """Return A (2, 3) mapping previous-frame pixels to this frame's, or None."""
@@ -62,7 +62,7 @@ class CameraMotion:
                                       minDistance=8, blockSize=3)
         if pts is None or len(pts) < self.min_inliers:
             return None
-        nxt, status, _ = cv2.calcOpticalFlowPyrLK(prev, grey, pts, None, winSize=(21, 21), maxLevel=3)
+        nxt, status, _ = cv2.calcOpticalFlowPyrLK(prev, grey, pts, None, winSize=(15, 15), maxLevel=2)
         if nxt is None:
             return None
         ok = status.reshape(-1).astype(bool)

@@ -108,9 +108,9 @@ class TrackerConfig:
     # Sparse optical flow between consecutive frames; needs `image` in update().
     cmc: bool = False
     # Frames are downscaled to at most this width for the flow (cost vs accuracy).
-    cmc_max_width: int = 480
+    cmc_max_width: int = 320
     # Cap on the number of corners tracked (cost vs robustness).
-    cmc_max_corners: int = 150
+    cmc_max_corners: int = 100
     # Fewer RANSAC inliers than this: the fit is rejected and no compensation applied.
     cmc_min_inliers: int = 15
 

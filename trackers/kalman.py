@@ -123,13 +123,22 @@ class BoxKalman:
         """Return updated copies (x, C) for rows x (M, 8), C (M, 3, 4) and measurements z (M, 4)."""
         if len(x) == 0:
             return x, C
-        r = ((self.meas_noise * box_size(z, self.param)) ** 2)[:, None]        # (M, 1)
+        if self.param == "xyxy":
+            w, h = z[:, 2] - z[:, 0], z[:, 3] - z[:, 1]
+        else:
+            w, h = z[:, 2], z[:, 3]
+        r = (self.meas_noise ** 2) * (np.maximum(w, 1.0) * np.maximum(h, 1.0))[:, None]   # (M, 1)
+        x, C = x.copy(), C.copy()
         pp, pv, vv = C[:, 0], C[:, 1], C[:, 2]
         s = pp + r                                   # innovation variance (M, 4)
         k_b, k_v = pp / s, pv / s                    # Kalman gains for b and db/dt
         y = z - x[:, :DIM]                           # innovation
-        x = np.concatenate([x[:, :DIM] + k_b * y, x[:, DIM:] + k_v * y], axis=1)
-        C = np.stack([(1 - k_b) * pp, (1 - k_b) * pv, vv - k_v * pv], axis=1)
+        x[:, :DIM] += k_b * y
+        x[:, DIM:] += k_v * y
+        vv -= k_v * pv                               # uses the prior pv: update it first
+        k_b = 1.0 - k_b
+        pv *= k_b
+        pp *= k_b
         return x, C
 
 
