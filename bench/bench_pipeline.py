@@ -63,11 +63,12 @@ def main() -> int:
     ap.add_argument("--config", default=str(DEFAULT_CONFIG))
     ap.add_argument("--track", action="store_true", help="tracker on in both")
     ap.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: its default)")
+    ap.add_argument("--no-spin", action="store_true", help="onnxruntime workers sleep instead of spinning")
     ap.add_argument("--json", help="write results here")
     args = ap.parse_args()
 
     cfg = load_config(args.config, {"output.show": "no", "output.progress": False, "pipeline.track": args.track,
-                                    "detector.threads": args.threads})
+                                    "detector.threads": args.threads, "detector.spin": not args.no_spin})
     results = []
     for clip in args.clips.split(","):
         path = Path(args.videos) / clip

@@ -55,7 +55,6 @@ def main() -> int:
         monitor.start()
         try:
             report = runner.run()
-            samples.append((time.monotonic() - t0, rss_mb(), runner.stats.frames_out))   # the run's last moment
         finally:
             done.set()
             monitor.join(5)

@@ -72,6 +72,9 @@ class DetectorConfig:
     max_detections: int = 100
     top_k: int = 1000                            # candidates kept before NMS
     threads: int = 0                             # onnxruntime intra-op threads; 0 = its default
+    # onnxruntime's idle workers spin waiting for work; on a small CPU that spinning
+    # takes cycles from decode and output threads.
+    spin: bool = True
     device: str = "auto"                         # auto | cpu | cuda | cuda:N
     half: bool = False                           # torch backend on CUDA: fp16
 

@@ -115,6 +115,8 @@ class OnnxDetector:
         if cfg.threads:
             opts.intra_op_num_threads = cfg.threads
             opts.inter_op_num_threads = 1
+        if not cfg.spin:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if cfg.device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")

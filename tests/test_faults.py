@@ -85,7 +85,7 @@ def test_reconnect_backoff_with_real_decoding(example_video):
             raise SourceError("camera9: still gone")
         return open_source(str(example_video), SourceConfig(max_frames=5))
 
-    src = ReconnectingSource(opener, timeout_s=1.5, initial_s=0.05, max_s=0.2)
+    src = ReconnectingSource(opener, timeout_s=2.0, initial_s=0.1, max_s=0.4)
     frames = []
     with pytest.raises(SourceError, match="not back within 2 s"):
         for f in src:
@@ -94,9 +94,10 @@ def test_reconnect_backoff_with_real_decoding(example_video):
     ts = [f.timestamp for f in frames]
     assert all(b > a for a, b in zip(ts, ts[1:]))
     assert len(src.gaps) == 1 and src.gaps[0]["after_frame"] == 4
-    assert ts[5] - ts[4] >= src.gaps[0]["seconds"] > 0.1
+    gap = src.gaps[0]["seconds"]
+    assert ts[5] - ts[4] == pytest.approx(gap, abs=1e-3) and gap >= 0.1 + 0.2 + 0.4
     waits = np.diff(attempts[1:4])
-    assert waits[1] > waits[0]                            # the backoff grows
+    assert waits[1] > waits[0] + 0.05                    # the backoff grows (0.2 s, then 0.4 s)
 
 
 corruption = st.one_of(
