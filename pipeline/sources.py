@@ -281,7 +281,7 @@ def open_source(spec: str | int, cfg: SourceConfig | None = None) -> Source:
     cfg = cfg or SourceConfig()
     spec = str(spec).strip()
     source = _open_once(spec, cfg)
-    if not source.live or cfg.reconnect == "no":
+    if not source.live or cfg.reconnect == "no" or spec.startswith("lavfi:"):   # a test source's end is final
         return source
     from .reconnect import ReconnectingSource
 
