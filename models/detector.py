@@ -30,13 +30,8 @@ from .zoo import ZOO, fetch_weights
 
 def letterbox_params(h: int, w: int, input_hw: tuple[int, int], mode: str) -> tuple[Letterbox, int, int]:
     """The mapping of an h x w image into the network input, and the resized size (nh, nw)."""
-    ih, iw = input_hw
-    if mode == "stretch":
-        return Letterbox(iw / w, ih / h, 0.0, 0.0, w, h), ih, iw
-    r = min(ih / h, iw / w)
-    nh, nw = int(h * r), int(w * r)  # floor, as YOLOX does
-    px, py = ((iw - nw) // 2, (ih - nh) // 2) if mode == "center" else (0, 0)
-    return Letterbox(r, r, float(px), float(py), w, h), nh, nw
+    lb = Letterbox.fit(w, h, input_hw[0], input_hw[1], mode)
+    return lb, lb.new_h, lb.new_w
 
 
 class TorchDetector:

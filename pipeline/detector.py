@@ -37,6 +37,22 @@ class Letterbox:
     pad_y: float
     width: int   # original image size
     height: int
+    new_w: int = 0   # size of the resized image inside the network input
+    new_h: int = 0
+
+    @classmethod
+    def fit(cls, width: int, height: int, in_h: int, in_w: int, mode: str) -> "Letterbox":
+        """Fit a width x height image into an in_h x in_w input.
+
+        topleft: keep aspect, paste at the top-left (YOLOX); center: keep aspect, centred
+        (NanoDet); stretch: resize to fill.  Sizes are floored, as YOLOX does.
+        """
+        if mode == "stretch":
+            return cls(in_w / width, in_h / height, 0.0, 0.0, width, height, in_w, in_h)
+        r = min(in_w / width, in_h / height)
+        new_w, new_h = int(width * r), int(height * r)
+        pad_x, pad_y = ((in_w - new_w) // 2, (in_h - new_h) // 2) if mode == "center" else (0, 0)
+        return cls(r, r, float(pad_x), float(pad_y), width, height, new_w, new_h)
 
     def to_image(self, xyxy: np.ndarray) -> np.ndarray:
         """Map (N, 4) boxes from network-input pixels back to the original image, clipped."""

@@ -49,20 +49,9 @@ class DetectorError(RuntimeError):
     """A detector that cannot be loaded or run; the message is one line for the user."""
 
 
-def letterbox_params(width: int, height: int, in_h: int, in_w: int, mode: str) -> Letterbox:
-    if mode == "stretch":
-        return Letterbox(in_w / width, in_h / height, 0.0, 0.0, width, height)
-    r = min(in_w / width, in_h / height)
-    if mode == "topleft":
-        return Letterbox(r, r, 0.0, 0.0, width, height)
-    new_w, new_h = round(width * r), round(height * r)
-    return Letterbox(r, r, (in_w - new_w) // 2, (in_h - new_h) // 2, width, height)
-
-
 def letterbox_image(image: np.ndarray, lb: Letterbox, in_h: int, in_w: int, pad_value: float) -> np.ndarray:
     """Resize ``image`` into an (in_h, in_w, 3) uint8 canvas as ``lb`` describes."""
-    new_w = round(lb.width * lb.scale_x)
-    new_h = round(lb.height * lb.scale_y)
+    new_w, new_h = lb.new_w, lb.new_h
     resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     if new_w == in_w and new_h == in_h:
         return resized
@@ -206,7 +195,7 @@ class OnnxDetector:
     def preprocess(self, images: Sequence[np.ndarray]) -> Batch:
         lbs, canvases = [], []
         for img in images:
-            lb = letterbox_params(img.shape[1], img.shape[0], self.in_h, self.in_w, self.cfg.letterbox)
+            lb = Letterbox.fit(img.shape[1], img.shape[0], self.in_h, self.in_w, self.cfg.letterbox)
             lbs.append(lb)
             canvases.append(letterbox_image(img, lb, self.in_h, self.in_w, self.cfg.pad_value))
         swap = self.cfg.color == "rgb"

@@ -116,5 +116,5 @@ def test_exported_onnx_runs_in_the_pipeline_backend(tmp_path):
     for want, got in zip(det.detect(images), backend.detect(images)):
         assert len(want) == len(got) >= 2
         assert [backend.class_names[c] for c in got.class_id] == [det.class_names[c] for c in want.class_id]
-        np.testing.assert_allclose(got.xyxy, want.xyxy, atol=2.0)       # the two letterboxes round differently
+        np.testing.assert_allclose(got.xyxy, want.xyxy, atol=1.0)       # cv2 vs torch bilinear resize
         np.testing.assert_allclose(got.score, want.score, atol=0.01)

@@ -6,7 +6,8 @@ import pytest
 from conftest import SHARED, TEACHERS, need
 from pipeline.config import DetectorConfig, detector_preset
 from pipeline.configtools import ConfigError, from_mapping
-from pipeline.onnx_detector import DetectorError, OnnxDetector, letterbox_image, letterbox_params, nms_per_class
+from pipeline.detector import Letterbox
+from pipeline.onnx_detector import DetectorError, OnnxDetector, letterbox_image, nms_per_class
 
 
 def frame(name="test1.jpg"):
@@ -53,7 +54,7 @@ def test_class_filter(yolox_cfg):
 
 @pytest.mark.parametrize("mode", ["topleft", "center", "stretch"])
 def test_letterbox_round_trip(mode):
-    lb = letterbox_params(1280, 720, 416, 416, mode)
+    lb = Letterbox.fit(1280, 720, 416, 416, mode)
     img = np.zeros((720, 1280, 3), np.uint8)
     canvas = letterbox_image(img, lb, 416, 416, 114)
     assert canvas.shape == (416, 416, 3)

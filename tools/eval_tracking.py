@@ -61,11 +61,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def ours_config(args) -> TrackerConfig:
-    data = yaml.safe_load(args.tracker_config.read_text()) if args.tracker_config else {}
+    data = (yaml.safe_load(args.tracker_config.read_text()) or {}) if args.tracker_config else {}
     for kv in args.set:
         key, _, value = kv.partition("=")
         data[key] = yaml.safe_load(value)
-    return from_mapping(TrackerConfig, data or {}, "tracker")
+    return from_mapping(TrackerConfig, data, "tracker")
 
 
 def run_tracker(name: str, seqs: list[kitti.Sequence], cfg: TrackerConfig, class_names) -> tuple[dict, float, int]:
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
 
     report = {
         "command": "python " + " ".join(shlex.quote(a) for a in ([sys.argv[0]] + (argv or sys.argv[1:]))),
-        "device": f"{platform.processor() or platform.machine()}, CPU only",
+        "device": f"{platform.machine()}, {scoring.cpu_count()} CPU cores, CPU only",
         "sequences": seq_names, "classes": args.classes_list, "score_threshold_raw": args.score_threshold,
         "dropout": {"fraction": args.dropout_fraction, "seed": args.seed, "frames": ks,
                     "detections_removed": removed},

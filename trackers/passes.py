@@ -31,15 +31,15 @@ class AssociationPasses:
     def _centre_pass(self, pred, det_xyxy, high, t_free, d_free, pairs) -> None:
         """Last pass: leftover tracks vs leftover strong detections by centre distance.
 
-        For objects that move more than their width per frame (IoU 0 with the
-        prediction of a young track) and for tracks whose prediction drifted in
-        a dropout.  The track box is the prediction or the last observation,
+        For objects that move more than their width per frame: IoU 0 with the
+        prediction of a young track whose velocity is still unknown (only tracks
+        with at most ``centre_pass_max_hits`` detections take part).  The track box is the prediction or the last observation,
         whichever is closer; widths and heights must agree within a ratio.
         """
         c, tr = self.config, self.tracks
-        t_idx = np.flatnonzero(t_free)
+        t_idx = np.flatnonzero(t_free & (tr.hits <= c.centre_pass_max_hits))
         d_idx = np.flatnonzero(d_free & high)
-        if len(d_idx) == 0:
+        if len(d_idx) == 0 or len(t_idx) == 0:
             return
         dets = det_xyxy[d_idx]
         sim = np.maximum(centre_similarity(pred[t_idx], dets), centre_similarity(tr.z_obs[t_idx], dets))

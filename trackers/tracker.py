@@ -93,7 +93,20 @@ class _Tracks:
 
 
 class KalmanTracker(AssociationPasses):
-    """``update(detections, timestamp, image=None) -> Detections`` once per frame."""
+    """Call ``update(detections, timestamp, image=None)`` once per frame, also with no detections.
+
+    Returns the confirmed tracks as ``Detections`` with ``track_id`` (counting
+    from 1 per instance, again after ``reset()``) and ``coasted`` set, boxes in
+    image coordinates:
+    - tracks matched this frame: the detection's box (or the filtered box when
+      ``emit_detection_box`` is off), class and score, ``coasted=False``;
+    - coasting tracks (no detection this frame, last one at most
+      ``emit_coast_seconds`` ago): the predicted box, ``coasted=True``, the last
+      detection score times 0.5 ** (coast time / ``coast_score_half_life_s``).
+    ``image`` (BGR uint8) is used only for camera-motion compensation and the
+    frame extent. ``stats`` holds timings (µs per update, CMC ms per call and
+    fallbacks) and counts (births, recoveries, relinks).
+    """
 
     def __init__(self, config: TrackerConfig | None = None) -> None:
         self.config = config if config is not None else TrackerConfig()
@@ -175,11 +188,8 @@ class KalmanTracker(AssociationPasses):
             z = xyxy_to_state_box(det_xyxy[di], c.box_param)
             gap = tr.t_obs[ti] < (prev_t if prev_t is not None else timestamp) - _SAME_TIME
             if c.reupdate_on_recovery and gap.any():
-                reg = ti[~gap]
-                tr.x[reg], tr.P[reg] = self.kf.update(tr.x[reg], tr.P[reg], z[~gap])
-                self._reupdate(ti[gap], z[gap], timestamp)
-            else:
-                tr.x[ti], tr.P[ti] = self.kf.update(tr.x[ti], tr.P[ti], z)
+                self._replay_gap(ti[gap], z[gap], timestamp)
+            tr.x[ti], tr.P[ti] = self.kf.update(tr.x[ti], tr.P[ti], z)
             self.stats.recoveries += int(gap.sum())
             tr.hits[ti] += 1
             tr.score[ti] = det_score[di]
@@ -241,12 +251,13 @@ class KalmanTracker(AssociationPasses):
         area = np.maximum(boxes[:, 2] - boxes[:, 0], 1e-9) * np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9)
         return np.maximum(iw, 0.0) * np.maximum(ih, 0.0) / area
 
-    def _reupdate(self, rows: np.ndarray, z: np.ndarray, timestamp: float) -> None:
-        """Re-run tracks `rows` from their last observation to now (OC-SORT's re-update).
+    def _replay_gap(self, rows: np.ndarray, z: np.ndarray, timestamp: float) -> None:
+        """Re-run tracks `rows` from their last observation up to now (OC-SORT's re-update).
 
         Virtual observations, interpolated linearly between the last detection
         and `z`, are fed at every frame time in between; all rows step together
-        (a row whose gap has not started yet gets dt = 0 and no update).
+        (a row whose gap has not started yet gets dt = 0 and no update).  Leaves
+        the rows predicted to `timestamp`; the caller then updates them with `z`.
         """
         tr, kf, param = self.tracks, self.kf, self.config.box_param
         x, C = tr.x_obs[rows].copy(), tr.P_obs[rows].copy()
@@ -265,7 +276,7 @@ class KalmanTracker(AssociationPasses):
             C = np.where(active[:, None, None], Cu, C)
             t_prev = np.where(active, t, t_prev)
         kf.predict(x, C, timestamp - t_prev)
-        tr.x[rows], tr.P[rows] = kf.update(x, C, z)
+        tr.x[rows], tr.P[rows] = x, C
 
     def _birth(self, xyxy, score, cls, timestamp) -> None:
         n = len(xyxy)
