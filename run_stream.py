@@ -19,6 +19,7 @@ from pipeline.config import CONFIG_DIR, DEFAULT_CONFIG, detector_preset, load_co
 from pipeline.configtools import ConfigError
 from pipeline.onnx_detector import DetectorError
 from pipeline.outputs import OutputError
+from pipeline.multi import MultiRunner
 from pipeline.runner import Runner
 from pipeline.sources import SourceError
 from pipeline.stages import StageError
@@ -27,8 +28,9 @@ from pipeline.stats import format_table
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", required=True,
-                   help="video file, cameraN, rtsp:// or http(s):// URL, image folder or glob, lavfi:<filter>")
+    p.add_argument("--source", required=True, nargs="+",
+                   help="video file, cameraN, rtsp:// or http(s):// URL, image folder or glob, lavfi:<filter>; "
+                        "several sources share one detector (outputs get _0, _1, ... suffixes)")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default: configs/default.yaml)")
     p.add_argument("--model", help="detector: a preset in configs/detectors (yolox_nano, nanodet_m), "
                                    "a detector YAML, an .onnx file, or a models/ variant or checkpoint")
@@ -90,24 +92,38 @@ def main(argv=None) -> int:
     runner = None
     try:
         cfg = build_config(args)
-        runner = Runner(cfg, args.source)
-        report = runner.run()
+        if len(args.source) == 1:
+            runner = Runner(cfg, args.source[0])
+            reports = [runner.run()]
+        else:
+            runner = MultiRunner(cfg, args.source)
+            reports = runner.run()
     except (ConfigError, SourceError, DetectorError, OutputError, StageError) as e:
         if args.debug:
             traceback.print_exc()
-        if runner is not None and getattr(runner, "report", None) and not args.quiet:
-            print(format_table(runner.report), file=sys.stderr)
+        if runner is not None and not args.quiet:
+            for r in _reports(runner):
+                print(format_table(r), file=sys.stderr)
         print(f"error: {e}", file=sys.stderr)
         return 2 if isinstance(e, ConfigError) else 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    if not args.quiet:
-        print(format_table(report), file=sys.stderr)
-    outputs = [p for p in (cfg.output.save_video, cfg.output.save_json, cfg.output.save_mot, cfg.output.stats_json) if p]
-    print(f"{report['source']}: {report['frames_out']} frames, {report['fps']:.1f} FPS, stopped: {report['stop_reason']}"
-          + (f"; wrote {', '.join(outputs)}" if outputs else ""), file=sys.stderr)
+    runners = runner.runners if isinstance(runner, MultiRunner) else [runner]
+    for r, report in zip(runners, reports):
+        if not args.quiet:
+            print(format_table(report), file=sys.stderr)
+        out = r.cfg.output
+        outputs = [p for p in (out.save_video, out.save_json, out.save_mot, out.stats_json) if p]
+        print(f"{report['source']}: {report['frames_out']} frames, {report['fps']:.1f} FPS, stopped: "
+              f"{report['stop_reason']}" + (f"; wrote {', '.join(outputs)}" if outputs else ""), file=sys.stderr)
     return 130 if runner.interrupted else 0
+
+
+def _reports(runner) -> list[dict]:
+    if isinstance(runner, MultiRunner):
+        return [r for r in runner.reports if r]
+    return [runner.report] if getattr(runner, "report", None) else []
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from .onnx_detector import build_detector
 from .outputs import JsonlWriter, MotWriter, VideoWriter, draw_detections, draw_hud
 from .records import Packet
 from .sources import Source, open_source
-from .stages import END, Chain, StageSpec, Stopped
+from .stages import END, Chain, StageSpec
 from .stats import Stats, format_table
 
 
@@ -48,6 +48,8 @@ class Runner:
         self.preview: Preview | None = None
         self.interrupted = False
         self.stop_reason = "end of input"
+        self.chain: Chain | None = None
+        self.progress = None
         try:
             self.detector = detector if detector is not None else build_detector(cfg.detector)
             self.tracker = tracker if tracker is not None else build_tracker(cfg)
@@ -135,44 +137,96 @@ class Runner:
         if self.mot is not None:
             self.mot.write(frame, dets)
         self.stats.output(frame.captured_at)
-        return annotated if self.show else frame.index
+        return annotated if self.show else None
 
     # -- run -----------------------------------------------------------------------
     def run(self) -> dict:
-        packets = (Packet(f) for f in self.source)
+        """Run to the end on the calling (main) thread; returns the report or raises the stage's error."""
+        self.start()
+        try:
+            while self.step():
+                pass
+        except KeyboardInterrupt:
+            self.interrupted = True
+            self.stop_reason = "interrupted (Ctrl-C)"
+        return self.finish()
+
+    def start(self) -> None:
         live = self.policy == "drop_oldest"
         pcfg = self.cfg.pipeline
         chain = Chain(
-            _SourceIter(packets, self.source), self.stages, self.stats,
+            _SourceIter((Packet(f) for f in self.source), self.source), self.stages, self.stats,
             capture_policy=self.policy,
             capture_queue=pcfg.live_queue_size if live else pcfg.queue_size,
             queue_size=1 if live else pcfg.queue_size,
-            output_queue=2 if self.show else max(pcfg.queue_size, 64),
-            output_policy="drop_oldest" if self.show else "block",
+            output_queue=2, output_policy="drop_oldest",   # preview images only; the window may skip some
         )
         self.chain = chain
         if hasattr(self.source, "stop"):           # a reconnecting source waits on the chain's stop
             self.source.stop = chain.stop_event
-        progress = self._progress()
+        self.progress = self._progress()
+        self._shown_at: list[float] = []
+        self._paused = False
+        self._last_image = None
         try:
             if self.show:
-                self.preview = Preview(self.cfg.output.window_name)
+                self.preview = Preview(self.window_name)
             chain.start()
-            self._main_loop(chain, progress)
-        except KeyboardInterrupt:
-            self.interrupted = True
-            self.stop_reason = "interrupted (Ctrl-C)"
+        except BaseException:
+            self.finish()
+            raise
+
+    @property
+    def window_name(self) -> str:
+        return self.cfg.output.window_name
+
+    def step(self, wait_s: float = 0.05) -> bool:
+        """One turn of the main thread: show the newest image, read keys, update progress.
+        Returns False once the run is over (end, error or the user quit)."""
+        chain = self.chain
+        if self.preview is None:
+            chain.stop_event.wait(wait_s)
+            self._update_progress()
+            return chain.alive and not chain.stop_event.is_set()
+        item = chain.output.get_nowait()
+        if item is END:
+            return False
+        if item is None:
+            if chain.stop_event.is_set() or (not chain.alive and len(chain.output) == 0):
+                return False
+            action = self.preview.show(None, max(1, int(wait_s * 200)))
+        else:
+            now = time.monotonic()
+            self._shown_at = [t for t in self._shown_at if now - t < 1.0] + [now]
+            self._last_image = draw_hud(item, self._hud(len(self._shown_at), self._paused))
+            action = self.preview.show(self._last_image)
+        if action == "quit":
+            self.stop_reason = "closed by user"
+            return False
+        if action == "pause":
+            self._paused = not self._paused
+            (chain.pause.set if self._paused else chain.pause.clear)()
+            if self._last_image is not None:
+                self.preview.show(draw_hud(self._last_image, ["PAUSED (space resumes)"]))
+        self._update_progress()
+        return True
+
+    def finish(self) -> dict:
+        """Stop and join every thread, close writers and the window; the report, or the stage's error."""
+        chain = self.chain
+        pcfg = self.cfg.pipeline
+        chain.stop()
+        stuck = chain.join(pcfg.join_timeout_s)
+        self.stats.finish()
+        try:
+            self._close_outputs()
         finally:
-            chain.stop()
-            stuck = chain.join(pcfg.join_timeout_s)
-            self.stats.finish()
-            try:
-                self._close_outputs()
-            finally:
-                if self.preview is not None:
-                    self.preview.close()
-                if progress is not None:
-                    progress.close()
+            if self.preview is not None:
+                self.preview.close()
+                self.preview = None
+            if self.progress is not None:
+                self.progress.close()
+                self.progress = None
         if stuck:
             print(f"warning: threads still running after {pcfg.join_timeout_s:.0f} s: {', '.join(stuck)}", file=self.log)
         report = self.stats.report()
@@ -197,45 +251,12 @@ class Runner:
         return tqdm(total=total, unit="frame", file=self.log, dynamic_ncols=True, leave=False,
                     desc=Path(self.source.name).name, disable=not getattr(self.log, "isatty", lambda: False)())
 
-    def _main_loop(self, chain: Chain, progress) -> None:
-        """Runs on the main thread until the chain ends, fails, or the user quits."""
-        shown_at: list[float] = []
-        paused = False
-        last_image = None
-        while True:
-            if self.preview is not None:
-                item = chain.output.get_nowait()
-                if item is None:
-                    if chain.stop_event.is_set() or (not chain.alive and len(chain.output) == 0):
-                        return
-                    action = self.preview.show(None, 10)
-                else:
-                    if item is END:
-                        return
-                    now = time.monotonic()
-                    shown_at = [t for t in shown_at if now - t < 1.0] + [now]
-                    last_image = draw_hud(item, self._hud(len(shown_at), paused))
-                    action = self.preview.show(last_image)
-                if action == "quit":
-                    self.stop_reason = "closed by user"
-                    return
-                if action == "pause":
-                    paused = not paused
-                    (chain.pause.set if paused else chain.pause.clear)()
-                    if last_image is not None:
-                        self.preview.show(draw_hud(last_image, ["PAUSED (space resumes)"]))
-            else:
-                try:
-                    item = chain.output.get()
-                except Stopped:
-                    return
-                if item is END:
-                    return
-            if progress is not None:
-                progress.n = self.stats.frames_out
-                if progress.total is not None and progress.n > progress.total:
-                    progress.total = progress.n
-                progress.refresh()
+    def _update_progress(self) -> None:
+        if self.progress is not None:
+            self.progress.n = self.stats.frames_out
+            if self.progress.total is not None and self.progress.n > self.progress.total:
+                self.progress.total = self.progress.n   # container counts can be wrong
+            self.progress.refresh()
 
     def _hud(self, fps: int, paused: bool) -> list[str]:
         lat = self.stats.recent_latency_ms()
