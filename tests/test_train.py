@@ -1,0 +1,146 @@
+"""tools/train.py: a short real training run, config errors, resume, and the shipped default model."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tools.train import load_config, main, train  # noqa: E402
+from pipeline.configtools import ConfigError  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+UDACITY = SHARED / "images" / "udacity"
+TEACHER = SHARED / "teachers" / "yolox_nano" / "yolox_nano.onnx"
+SHIPPED = REPO / "models" / "weights" / "lite.onnx"
+needs_shared = pytest.mark.skipif(not (UDACITY / "test1.jpg").is_file() or not TEACHER.is_file(),
+                                  reason="../shared/data (Udacity stills, YOLOX-Nano teacher) is absent")
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """Three real Udacity stills, downscaled to 320x180, labelled by a single YOLOX-Nano pass (YOLO format)."""
+    from pipeline.config import DetectorConfig
+    from pipeline.onnx_detector import OnnxDetector
+
+    root = tmp_path_factory.mktemp("tiny")
+    (root / "images").mkdir()
+    (root / "labels").mkdir()
+    det = OnnxDetector(DetectorConfig(model=str(TEACHER), format="yolox", input_size=(416, 416), class_names="coco",
+                                      score_threshold=0.3, threads=2))
+    names = ["person", "bicycle", "car", "motorcycle", "bus", "truck", "traffic light"]
+    for i in (1, 3, 4):
+        img = cv2.imread(str(UDACITY / f"test{i}.jpg"))
+        d = det.detect([img])[0]
+        small = cv2.resize(img, (320, 180), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(root / "images" / f"test{i}.jpg"), small)
+        h, w = img.shape[:2]
+        rows = []
+        for box, c in zip(d.xyxy, d.class_id):
+            name = det.class_names[int(c)] if hasattr(det, "class_names") else names[int(c)]
+            if name not in names:
+                continue
+            x1, y1, x2, y2 = box
+            rows.append(f"{names.index(name)} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} "
+                        f"{(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}")
+        (root / "labels" / f"test{i}.txt").write_text("\n".join(rows) + "\n")
+    (root / "labels" / "classes.txt").write_text("\n".join(names) + "\n")
+    return root
+
+
+def tiny_config(tmp_path: Path, data: Path, **schedule) -> Path:
+    cfg = {
+        "variant": "mobilenetv2_s16", "name": "tiny", "input_size": [128, 224],
+        "fastdet": {"trunk_blocks": 7, "channels": 16, "fusion": True, "dilations": [], "head_convs": 1},
+        "data": {"train": [{"path": str(data)}], "val": [{"path": str(data), "select": "0:1"}]},
+        "schedule": {"epochs": 1, "batch_size": 3, "lr": 0.01, "warmup_steps": 0, "eval_every": 0, "threads": 2,
+                     "freeze_blocks": 3, **schedule},
+        "augment": {"enabled": False},
+        "out": str(tmp_path / "run"),
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@needs_shared
+def test_short_training_run_lowers_the_loss(tmp_path, tiny_dataset):
+    cfg = load_config(tiny_config(tmp_path, tiny_dataset, epochs=25))
+    res = train(cfg, tmp_path / "run", resume=False, progress=False, log=lambda *_: None)
+    losses = [h["loss"]["total"] for h in res["history"]]
+    assert res["steps"] == 25 and len(losses) == 25
+    assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3]), losses
+    assert "s64_obj" in res["history"][0]["loss"]  # fusion on: the stride-64 auxiliary loss is trained
+    assert (tmp_path / "run" / "best.pt").is_file() and res["val"] is not None
+
+
+def test_config_error_names_the_key(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"variant": "mobilenetv2_s16", "data": {"train": [{"path": "x"}]},
+                                    "schedule": {"btch_size": 4}}))
+    assert main(["--config", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "btch_size" in err and "batch_size" in err and len(err.splitlines()) == 1
+    path.write_text(yaml.safe_dump({"variant": "mobilenetv2_s16", "data": {"train": [{"path": "x"}]},
+                                    "fastdet": {"trunk_blocks": 3}}))
+    with pytest.raises(ConfigError, match="trunk_blocks"):
+        load_config(path)
+    path.write_text(yaml.safe_dump({"variant": "no_such", "data": {"train": [{"path": "x"}]}}))
+    assert main(["--config", str(path), "--no-progress"]) == 2
+    assert "no_such" in capsys.readouterr().err
+
+
+def test_missing_dataset_is_a_one_line_error(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"variant": "mobilenetv2_s16", "data": {"train": [{"path": str(tmp_path / "none")}]}}))
+    assert main(["--config", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "none" in err and len(err.splitlines()) == 1
+
+
+@needs_shared
+def test_resume_continues_the_step_count(tmp_path, tiny_dataset):
+    path = tiny_config(tmp_path, tiny_dataset, epochs=10)
+    out = tmp_path / "run"
+    assert main(["--config", str(path), "--max-steps", "2", "--no-progress"]) == 0
+    assert torch.load(out / "last_state.pt", weights_only=True)["step"] == 2
+    assert main(["--config", str(path), "--max-steps", "4", "--resume", "--no-progress"]) == 0
+    st = torch.load(out / "last_state.pt", weights_only=True)
+    assert st["step"] == 4 and [h["step"] for h in st["history"]] == [1, 2, 3, 4]
+
+
+def test_resume_without_state_is_an_error(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"variant": "mobilenetv2_s16", "data": {"train": [{"path": str(tmp_path)}]},
+                                    "out": str(tmp_path / "run")}))
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    assert main(["--config", str(path), "--resume", "--no-progress"]) == 2
+
+
+@needs_shared
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="models/weights/lite.onnx is not shipped in this checkout")
+def test_shipped_model_finds_a_car_in_the_onnx_backend():
+    from pipeline.config import DetectorConfig
+    from pipeline.onnx_detector import OnnxDetector
+
+    det = OnnxDetector(DetectorConfig(model=str(SHIPPED), threads=2))
+    d = det.detect([cv2.imread(str(UDACITY / "test1.jpg"))])[0]
+    cars = [i for i, c in enumerate(d.class_id) if det.class_names[int(c)] == "car"]
+    assert cars, (d.xyxy, d.class_id, d.score)
+    assert SHIPPED.stat().st_size <= 20e6
+
+
+def test_shipped_preset_points_at_the_shipped_model():
+    preset = REPO / "configs" / "detectors" / "lite.yaml"
+    if not preset.is_file():
+        pytest.skip("configs/detectors/lite.yaml is not in this checkout")
+    det = yaml.safe_load(preset.read_text())["detector"]
+    assert det["backend"] == "onnx" and (preset.parent / det["model"]).resolve() == SHIPPED.resolve()

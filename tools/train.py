@@ -1,0 +1,463 @@
+"""Train a ``models/`` detector on YOLO datasets (tiled-teacher pseudo-labels) from a YAML config.
+
+    python tools/train.py --config configs/train/lite.yaml [--resume] [--out runs/train/x]
+        [--max-steps N] [--device cpu|cuda] [--no-progress]
+
+The config (validated; an unknown or mistyped key is a one-line error naming it)::
+
+    variant: mobilenetv2_s16           # configs/models/<variant>.yaml, the base of the model
+    name: lite                         # the trained model's name (checkpoint / ONNX metadata)
+    input_size: [320, 576]             # overrides of the variant (optional)
+    fastdet: {channels: 64, ...}       # merged into the variant's fastdet section
+    data:
+      train: [{path: runs/train_data/pandaset_tiled, select: "0:60"}, ...]
+      val:   [{path: runs/train_data/pandaset_tiled, select: "-20:"}, ...]
+    schedule: {epochs: 40, batch_size: 8, lr: 0.002, ...}
+    augment: {scale: [0.75, 1.5], flip: 0.5, ...}
+    out: runs/train/lite
+    export_onnx: runs/train/lite/lite.onnx   # written at the end (optional)
+
+A dataset entry may name ``source`` (video, image folder) and ``every``: when its folder does
+not exist yet, it is pseudo-labelled first with the tiled YOLOX-Nano teacher
+(``tools/pseudo_label.py``, native-scale 416 tiles, overlap 0.25) and audited
+(``tools/audit_data.py``), so one command retrains from the raw frames.
+
+Training: AdamW, linear warm-up then cosine decay, AMP (fp16 autocast + grad scaling) on CUDA,
+the detection loss of ``models/loss.py`` with the per-scale auxiliary term on the stride-64 map
+when the variant has fusion on.  Each epoch writes ``OUT/last_state.pt`` (model, optimiser,
+step, epoch, RNG) which ``--resume`` continues from; evaluation on the validation frames every
+``eval_every`` epochs prints car P/R/F1 at IoU 0.5 (score >= ``eval_conf``) and recall of cars
+under 25 px, and keeps ``OUT/best.pt`` (highest car F1).  Checkpoints are ``models/checkpoint``
+files: ``models.build_detector("OUT/best.pt")`` and ``tools/eval_detection.py`` read them.
+
+Exit codes: 0 done, 2 bad input (config, data).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import cv2  # noqa: F401  (before av)
+import numpy as np
+import yaml
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from models.checkpoint import save_checkpoint  # noqa: E402
+from models.export import export_onnx  # noqa: E402
+from models.loss import detection_loss  # noqa: E402
+from models.registry import ModelSpec, build_model, load_variant, spec_from_mapping  # noqa: E402
+from pipeline.configtools import ConfigError, from_mapping, to_mapping  # noqa: E402
+from tools.datasets import DASHCAM_NAMES, DatasetError  # noqa: E402
+from tools.train_data import AugmentConfig, Frame, augment, letterbox_scale, load_frames, to_tensor_batch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+EXIT_OK, EXIT_USAGE = 0, 2
+CAR = DASHCAM_NAMES.index("car")
+
+
+class TrainError(RuntimeError):
+    """Bad input to training; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    path: str  # YOLO dataset folder (relative to the repository root)
+    select: str = ""  # START:STOP slice of its sorted frames
+    source: tuple[str, ...] = ()  # raw frames to pseudo-label when ``path`` is missing (videos / image folders)
+    every: int = 1  # keep every N-th frame of ``source``
+
+    def __post_init__(self) -> None:
+        if self.every < 1:
+            raise ValueError(f"every {self.every} must be >= 1")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    train: tuple[DatasetEntry, ...]
+    val: tuple[DatasetEntry, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.train:
+            raise ValueError("data.train is empty; list at least one dataset")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.05  # cosine ends at lr * this
+    max_steps: int = 0  # 0: epochs * steps per epoch; else stop there (the cosine spans it)
+    grad_clip: float = 10.0
+    aux_weight: float = 0.5  # stride-64 auxiliary loss (fusion variants)
+    freeze_bn: bool = True  # keep the pretrained trunk's batch-norm statistics (small CPU batches)
+    freeze_blocks: int = 0  # trunk stem + first N blocks not trained (-1: whole trunk); saves backward time on CPU
+    max_minutes: float = 0.0  # wall-clock budget: the cosine follows max(step / total, time / budget); 0: off
+    eval_every: int = 5  # epochs; 0: only at the end
+    eval_conf: float = 0.3
+    amp: bool = True  # CUDA only
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch intra-op threads on CPU (0: torch default)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"schedule.{name} {getattr(self, name)} must be >= 1")
+        if self.lr <= 0:
+            raise ValueError(f"schedule.lr {self.lr} must be > 0")
+        if self.max_steps < 0 or self.warmup_steps < 0 or self.eval_every < 0:
+            raise ValueError("schedule.max_steps, warmup_steps and eval_every must be >= 0")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    variant: str
+    data: DataConfig
+    name: str = ""
+    input_size: tuple[int, int] | None = None
+    fastdet: dict | None = None
+    schedule: Schedule = Schedule()
+    augment: AugmentConfig = AugmentConfig()
+    out: str = "runs/train/default"
+    export_onnx: str = ""
+
+
+# -- config ------------------------------------------------------------------------------------
+def load_config(path: Path) -> TrainConfig:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    cfg = from_mapping(TrainConfig, data, str(path))
+    model_spec(cfg, str(path))  # validate the model part now
+    return cfg
+
+
+def model_spec(cfg: TrainConfig, where: str = "config") -> ModelSpec:
+    base = to_mapping(load_variant(cfg.variant))
+    base["name"] = cfg.name or cfg.variant
+    if cfg.input_size is not None:
+        base["input_size"] = list(cfg.input_size)
+    if cfg.fastdet:
+        if base.get("fastdet") is None:
+            raise ConfigError(f"{where}.fastdet: variant {cfg.variant!r} is not of the fastdet family")
+        base["fastdet"] = {**base["fastdet"], **cfg.fastdet}
+    if base["family"] != "fastdet":
+        raise ConfigError(f"{where}.variant: {cfg.variant!r} is a {base['family']} model; training supports fastdet")
+    return spec_from_mapping(base, where)
+
+
+def resolve_path(p: str) -> Path:
+    path = Path(p)
+    return path if path.is_absolute() else ROOT / path
+
+
+# -- data ----------------------------------------------------------------------------------------
+def prepare(entry: DatasetEntry, progress: bool) -> Path:
+    """The dataset folder; pseudo-labelled (tiled YOLOX-Nano) and audited first when missing."""
+    root = resolve_path(entry.path)
+    if root.is_dir():
+        return root
+    if not entry.source:
+        raise TrainError(f"dataset {entry.path}: no such folder (and no 'source' to pseudo-label it from)")
+    cmd = [sys.executable, str(ROOT / "tools/pseudo_label.py")]
+    for src in entry.source:
+        cmd += ["--source", str(resolve_path(src))]
+    cmd += ["--every", str(entry.every),
+           "--teacher", "yolox_nano", "--tile-size", "416", "--overlap", "0.25", "--out", str(root),
+           "--format", "yolo,coco", "--threads", "2"] + ([] if progress else ["--no-progress"])
+    print("prepare: " + " ".join(shlex.quote(c) for c in cmd), flush=True)
+    if subprocess.run(cmd).returncode != 0:
+        raise TrainError(f"pseudo-labelling {entry.source} into {entry.path} failed (see above)")
+    audit = [sys.executable, str(ROOT / "tools/audit_data.py"), "--format", "yolo", "--images", str(root / "images"),
+             "--labels", str(root / "labels"), "--json", str(root / "audit.json")]
+    print("prepare: " + " ".join(shlex.quote(c) for c in audit), flush=True)
+    rc = subprocess.run(audit).returncode
+    if rc not in (0, 1):  # 1: warnings or errors listed; the labels are still usable, the log says which
+        raise TrainError(f"auditing {entry.path} failed (exit {rc})")
+    return root
+
+
+def load_split(entries, spec: ModelSpec, aug: AugmentConfig, progress: bool) -> list[Frame]:
+    frames = []
+    for e in entries:
+        root = prepare(e, progress)
+        # cache at the largest scale a sample can take (letterbox scale x jitter max), never above native
+        sizes = _first_image_size(root)
+        r0 = letterbox_scale(sizes[0], sizes[1], spec.input_size)
+        frames += load_frames(root, e.select, max_scale=r0 * max(aug.scale[1], 1.0) * 1.05)
+    return frames
+
+
+def _first_image_size(root: Path) -> tuple[int, int]:
+    imgs = sorted((root / "images").glob("*"))
+    for p in imgs:
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is not None:
+            return img.shape[1], img.shape[0]
+    raise DatasetError(f"{root}/images: no readable image")
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+def evaluate_model(model, spec: ModelSpec, frames: list[Frame], device: torch.device, conf: float) -> dict:
+    """Car P/R/F1 at IoU 0.5 and recall by height on the validation frames (full res, as deployed)."""
+    from models.detector import TorchDetector
+    from models.postprocess import PostprocessConfig
+    from tools.eval_detection import evaluate
+
+    was_training = model.training
+    det = TorchDetector(model, spec, device=str(device), post=PostprocessConfig(score_threshold=0.05))
+    dets = []
+    for f in frames:
+        img = cv2.imread(str(f.labels.image), cv2.IMREAD_COLOR)
+        d = det.detect([img])[0]
+        dets.append((d.xyxy.astype(np.float64), d.score.astype(np.float64), d.class_id.astype(np.int64)))
+    model.train(was_training)
+    return evaluate([f.labels for f in frames], dets, DASHCAM_NAMES, 0.5, conf)
+
+
+def summary_line(res: dict) -> str:
+    car = res["classes"]["car"]
+    tl = res["classes"]["traffic light"]
+    bh = car["by_height"]
+    return (f"car P {car['precision']:.3f} R {car['recall']:.3f} F1 {car['f1']:.3f} "
+            f"(R<25 {bh['small']['recall']:.3f}, 25-40 {bh['medium']['recall']:.3f}, >=40 {bh['large']['recall']:.3f}); "
+            f"traffic light R {tl['recall']:.3f}; all F1 {res['overall']['f1']:.3f}")
+
+
+# -- training ------------------------------------------------------------------------------------
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainError(f"schedule.device {name!r}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def set_bn_eval(module: torch.nn.Module) -> None:
+    for m in module.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+
+
+def lr_at(step: int, total: int, s: Schedule, time_frac: float = 0.0) -> float:
+    """Linear warm-up, then cosine from lr to lr * min_lr_ratio over the progress (steps or time budget)."""
+    if step < s.warmup_steps:
+        return s.lr * (step + 1) / s.warmup_steps
+    t = max((step - s.warmup_steps) / max(total - s.warmup_steps, 1), time_frac)
+    return s.lr * (s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+
+def freeze_trunk(model, n: int) -> int:
+    """Stop training the stem and first ``n`` trunk blocks (-1: all); returns the frozen parameter count."""
+    if n == 0:
+        return 0
+    parts = [model.trunk] if n < 0 else [model.trunk.stem, *list(model.trunk.blocks)[:n]]
+    frozen = 0
+    for part in parts:
+        for prm in part.parameters():
+            prm.requires_grad_(False)
+            frozen += prm.numel()
+    return frozen
+
+
+def train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True, log=print) -> dict:
+    spec = model_spec(cfg)
+    s = cfg.schedule
+    device = pick_device(s.device)
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    torch.manual_seed(s.seed)
+    rng = np.random.default_rng(s.seed)
+    t_start = time.monotonic()
+    train_frames = load_split(cfg.data.train, spec, cfg.augment, progress)
+    val_frames = load_split(cfg.data.val, spec, replace(cfg.augment, scale=(1.0, 1.0)), progress)
+    log(f"data: {len(train_frames)} train frames ({sum(len(f.cls) for f in train_frames)} boxes), "
+        f"{len(val_frames)} val frames; load {time.monotonic() - t_start:.1f} s")
+
+    model = build_model(spec).to(device)
+    frozen = freeze_trunk(model, s.freeze_blocks)
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    log(f"model {spec.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
+        f"{frozen / 1e6:.2f} M frozen; input {list(spec.input_size)}; device {device}")
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=s.lr)
+    use_amp = s.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    steps_per_epoch = max(1, len(train_frames) // s.batch_size)
+    total = s.max_steps or s.epochs * steps_per_epoch
+    step, epoch, best_f1, history, elapsed0 = 0, 0, -1.0, [], 0.0
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / "last_state.pt"
+    if resume:
+        if not state_path.is_file():
+            raise TrainError(f"--resume: no {state_path} to continue from")
+        st = torch.load(state_path, map_location="cpu", weights_only=True)
+        if st["spec"] != to_mapping(spec):
+            raise TrainError(f"--resume: {state_path} was trained with a different model config")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        if use_amp and st.get("scaler"):
+            scaler.load_state_dict(st["scaler"])
+        step, epoch, best_f1, history = st["step"], st["epoch"], st["best_f1"], st["history"]
+        elapsed0 = st.get("train_s", 0.0)
+        rng = np.random.default_rng(s.seed + 1000 + step)
+        torch.manual_seed(s.seed + step)
+        log(f"resume: from step {step}, epoch {epoch} ({state_path})")
+
+    p = spec.preprocess
+    model.train()
+    if s.freeze_bn:
+        set_bn_eval(model.trunk)
+    bar = None
+    if time_budget_note := (f"; time budget {s.max_minutes:g} min" if s.max_minutes else ""):
+        log(f"schedule: {total} steps max ({steps_per_epoch} per epoch, batch {s.batch_size}){time_budget_note}")
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=total, initial=step, desc="train", unit="step", file=sys.stderr, dynamic_ncols=True)
+    t_train = time.monotonic()
+    last_res = None
+
+    def time_frac() -> float:
+        return (elapsed0 + time.monotonic() - t_train) / (60 * s.max_minutes) if s.max_minutes else 0.0
+
+    while step < total and time_frac() < 1.0:
+        order = rng.permutation(len(train_frames))
+        running = {}
+        for b in range(steps_per_epoch):
+            if step >= total or time_frac() >= 1.0:
+                break
+            idx = order[b * s.batch_size:(b + 1) * s.batch_size]
+            canvases, targets = [], []
+            for i in idx:
+                img, boxes, cls = augment(train_frames[i], spec.input_size, cfg.augment, rng, p.pad_value)
+                canvases.append(img)
+                targets.append((torch.from_numpy(boxes).to(device), torch.from_numpy(cls).to(device)))
+            x = torch.from_numpy(to_tensor_batch(canvases, p.color, p.mean, p.std)).to(device)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total, s, time_frac())
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                losses = detection_loss(model, x, targets, aux_weight=s.aux_weight)
+            loss = losses["total"]
+            if not torch.isfinite(loss):
+                raise TrainError(f"loss is {loss.item()} at step {step}; lower schedule.lr")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            step += 1
+            for k, v in losses.items():
+                running[k] = running.get(k, 0.0) + float(v.detach())
+            running["n"] = running.get("n", 0) + 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss):.3f}", epoch=epoch + 1)
+        epoch += 1
+        mean = {k: v / running["n"] for k, v in running.items() if k != "n"} if running.get("n") else {}
+        entry = {"epoch": epoch, "step": step, "lr": lr_at(step - 1, total, s, time_frac()), "loss": mean,
+                 "train_s": round(elapsed0 + time.monotonic() - t_train, 1)}
+        msg = f"epoch {epoch} step {step}/{total} loss {mean.get('total', float('nan')):.4f}"
+        done = step >= total or time_frac() >= 1.0
+        if val_frames and ((s.eval_every and epoch % s.eval_every == 0) or done):
+            res = evaluate_model(model, spec, val_frames, device, s.eval_conf)
+            if s.freeze_bn:
+                set_bn_eval(model.trunk)
+            last_res = res
+            car_f1 = res["classes"]["car"]["f1"]
+            entry["val"] = {"car_f1": car_f1, "car_p": res["classes"]["car"]["precision"],
+                            "car_r": res["classes"]["car"]["recall"],
+                            "car_r_small": res["classes"]["car"]["by_height"]["small"]["recall"],
+                            "tl_r": res["classes"]["traffic light"]["recall"]}
+            msg += " | val " + summary_line(res)
+            if car_f1 > best_f1:
+                best_f1 = car_f1
+                save_checkpoint(out / "best.pt", model, spec)
+        history.append(entry)
+        if bar is not None:
+            bar.write(msg)
+        else:
+            log(msg)
+        save_checkpoint(out / "last.pt", model, spec)
+        torch.save({"spec": to_mapping(spec), "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "scaler": scaler.state_dict() if use_amp else None, "step": step, "epoch": epoch,
+                    "best_f1": best_f1, "history": history, "config": to_mapping(cfg),
+                    "train_s": elapsed0 + time.monotonic() - t_train}, state_path)
+    if bar is not None:
+        bar.close()
+    if not (out / "best.pt").is_file():
+        save_checkpoint(out / "best.pt", model, spec)
+    wall = time.monotonic() - t_start
+    result = {"steps": step, "epochs": epoch, "best_car_f1": best_f1, "wall_s": round(wall, 1),
+              "history": history, "val": last_res, "device": str(device)}
+    if cfg.export_onnx:
+        from models.detector import resolve
+        from models.checkpoint import load_state_strict
+        best_spec, state, src = resolve(str(out / "best.pt"))
+        m = build_model(best_spec)
+        load_state_strict(m, state, src, best_spec.name)
+        path = export_onnx(m.cpu(), best_spec, export_path(cfg, out), dynamic_batch=False)
+        result["onnx"] = str(path)
+        log(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    log(f"done: {step} steps, {epoch} epochs in {wall / 60:.1f} min on {device}; best val car F1 {best_f1:.3f}")
+    return result
+
+
+def export_path(cfg: TrainConfig, out: Path) -> Path:
+    """The config's export_onnx; with a run folder other than the config's, the same name inside it."""
+    target = resolve_path(cfg.export_onnx)
+    return target if out == resolve_path(cfg.out) else out / target.name
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n", 2)[2],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, required=True)
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/last_state.pt")
+    ap.add_argument("--out", default=None, help="run folder (default: the config's out)")
+    ap.add_argument("--max-steps", type=int, default=None, help="override schedule.max_steps")
+    ap.add_argument("--device", default=None, help="override schedule.device")
+    ap.add_argument("--no-progress", action="store_true")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+        sched = cfg.schedule
+        if args.max_steps is not None:
+            sched = replace(sched, max_steps=args.max_steps)
+        if args.device is not None:
+            sched = replace(sched, device=args.device)
+        cfg = replace(cfg, schedule=sched)
+        out = resolve_path(args.out or cfg.out)
+        train(cfg, out, args.resume, progress=not args.no_progress)
+    except (ConfigError, DatasetError, TrainError) as e:
+        print(f"train: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

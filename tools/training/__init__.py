@@ -1,0 +1,1 @@
+"""Helpers of the training tools (``tools/train.py``): the detector speed bench."""
