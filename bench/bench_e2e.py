@@ -24,14 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from common import REPO, SHARED, Looped
 
 import cv2  # noqa: E402  (common imported cv2 before av)
 
 from pipeline.config import DEFAULT_CONFIG, load_config
-from pipeline.detector import Letterbox
+from pipeline.detector import Batch, Letterbox
 from pipeline.multi import MultiRunner
 from pipeline.onnx_detector import build_detector, letterbox_image
 from pipeline.outputs import draw_detections
@@ -56,8 +54,6 @@ def naive(cfg, clip: Path, frames: int, writer_path: str | None) -> dict:
             lb = Letterbox.fit(img.shape[1], img.shape[0], det.in_h, det.in_w, "topleft")
             blob = cv2.dnn.blobFromImage(letterbox_image(img, lb, det.in_h, det.in_w, 114))
             raw = det.session.run(None, {det.input_name: blob})
-            from pipeline.detector import Batch
-
             d = det.postprocess(raw, Batch(blob, (lb,)))[0]
             d = tracker.update(d, n / 25.0)
             draw_detections(img, d, det.class_names)

@@ -6,7 +6,7 @@ new record (``dataclasses.replace`` or ``Detections.with_tracks``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np

@@ -15,8 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .config import AppConfig
 from .detector import Detector
 from .display import Preview, display_available
@@ -25,7 +23,7 @@ from .outputs import JsonlWriter, MotWriter, VideoWriter, draw_detections, draw_
 from .records import Packet
 from .sources import Source, open_source
 from .stages import END, Chain, StageSpec
-from .stats import Stats, format_table
+from .stats import Stats
 
 
 def build_tracker(cfg: AppConfig):
