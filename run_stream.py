@@ -13,6 +13,8 @@ import sys
 import traceback
 from pathlib import Path
 
+import yaml
+
 import cv2  # noqa: F401  (cv2 before av: see pipeline/__init__.py)
 
 from pipeline.config import CONFIG_DIR, DEFAULT_CONFIG, detector_preset, load_config
@@ -48,6 +50,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     track = p.add_mutually_exclusive_group()
     track.add_argument("--track", action="store_true", default=None, help="run the tracker")
     track.add_argument("--no-track", action="store_true", help="detection only, no track ids")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set detector.workers=1 --set tracker.min_hits=3 "
+                        "(VALUE read as YAML; fields: configs/default.yaml)")
     p.add_argument("--quiet", action="store_true", help="no timing table at the end")
     p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     return p.parse_args(argv)
@@ -79,7 +84,22 @@ def build_config(args: argparse.Namespace):
         "detector.device": args.device,
         "pipeline.track": False if args.no_track else args.track,
     })
+    overrides.update(parse_sets(args.set))
     return load_config(args.config, overrides)
+
+
+def parse_sets(items: list[str]) -> dict:
+    """``--set section.key=value`` pairs; the value is read as YAML (numbers, lists, null)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or key.count(".") != 1 or not all(key.split(".")):
+            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. --set detector.workers=1")
+        try:
+            out[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML; quote strings with spaces") from None
+    return out
 
 
 def _sigterm(signum, frame):

@@ -53,8 +53,11 @@ class SharedDetector:
         self._cond = threading.Condition()
         self._closed = False
         self.batch_sizes: list[int] = []            # images per shared call, for reports
-        self._thread = threading.Thread(target=self._serve, name="shared-inference", daemon=True)
-        self._thread.start()
+        # As many server threads as the detector runs calls at once (its ``workers``).
+        self._threads = [threading.Thread(target=self._serve, name=f"shared-inference-{i}", daemon=True)
+                         for i in range(getattr(detector, "workers", 1))]
+        for t in self._threads:
+            t.start()
 
     def preprocess(self, images: Sequence[np.ndarray]) -> Batch:
         return self.detector.preprocess(images)
@@ -78,7 +81,8 @@ class SharedDetector:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(5)
+        for t in self._threads:
+            t.join(5)
 
     def _take(self) -> list[_Request] | None:
         with self._cond:

@@ -71,7 +71,12 @@ class DetectorConfig:
     nms_iou: float = 0.45
     max_detections: int = 100
     top_k: int = 1000                            # candidates kept before NMS
-    threads: int = 0                             # onnxruntime intra-op threads; 0 = its default
+    # Inference calls at once on consecutive frames (results stay in order), and
+    # onnxruntime intra-op threads per call. 0 = auto: on the CPU 2 workers with
+    # cores // 2 threads each (on 2 cores two 1-thread calls beat one 2-thread call:
+    # BENCHMARKS.md, "CPU inference split"); on CUDA 1 worker and onnxruntime's threads.
+    workers: int = 0
+    threads: int = 0
     # onnxruntime's idle workers spin waiting for work; on a small CPU that spinning
     # takes cycles from decode and output threads.
     spin: bool = True
@@ -85,6 +90,8 @@ class DetectorConfig:
             raise ConfigError(f"detector.nms_iou: {self.nms_iou!r} must be in (0, 1]")
         _positive("detector.max_detections", self.max_detections)
         _positive("detector.top_k", self.top_k)
+        if self.workers < 0 or self.threads < 0:
+            raise ConfigError(f"detector.workers {self.workers} / threads {self.threads}: must be >= 0 (0 = auto)")
         if self.input_size is not None and min(self.input_size) <= 0:
             raise ConfigError(f"detector.input_size: {list(self.input_size)!r} must be positive (height, width)")
         if any(s <= 0 for s in self.std):
@@ -115,9 +122,14 @@ class OutputConfig:
     save_mot: str | None = None
     stats_json: str | None = None
     video_codec: str = "libx264"
-    video_preset: str = "veryfast"
+    # Encoder settings chosen by bench/bench_encoder.py on a 2-core CPU (BENCHMARKS.md):
+    # superfast + zerolatency + OpenCV's colour conversion + 1 thread costs about a
+    # third of the CPU of veryfast with FFmpeg's defaults, for ~20% larger files.
+    video_preset: str = "superfast"
     video_crf: int = 23
-    video_threads: int = 0          # encoder threads; 0 = FFmpeg's choice
+    video_tune: str | None = "zerolatency"        # x264 --tune; null for none
+    video_convert: Literal["opencv", "ffmpeg"] = "opencv"   # who converts BGR to YUV 4:2:0
+    video_threads: int = 0          # encoder threads; 0 = 1 on <= 2 cores, else FFmpeg's choice
     progress: bool = True           # progress bar for files (stderr)
     window_name: str = "dashtrack"
 

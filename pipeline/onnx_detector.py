@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -75,6 +76,13 @@ def _grid(in_h: int, in_w: int, strides: Sequence[int]) -> tuple[np.ndarray, np.
     return np.concatenate(cells).astype(np.float32), np.concatenate(stride_col).astype(np.float32)
 
 
+def cpu_split(cfg: DetectorConfig) -> tuple[int, int]:
+    """(inference workers, intra-op threads per call) on the CPU; 0 in the config = auto."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = cfg.workers or (2 if cores >= 2 else 1)
+    return workers, cfg.threads or max(1, cores // workers)
+
+
 class OnnxDetector:
     """Runs an ONNX detector; implements ``pipeline.detector.Detector``."""
 
@@ -86,16 +94,17 @@ class OnnxDetector:
             raise DetectorError("detector.model is empty; give an .onnx file with --model PATH")
         if not path.is_file():
             raise DetectorError(f"detector model {path} not found; check the path or pass --model PATH")
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
-        if cfg.threads:
-            opts.intra_op_num_threads = cfg.threads
-            opts.inter_op_num_threads = 1
-        if not cfg.spin:
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         if cfg.device != "cpu" and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
+        self.workers, threads = cpu_split(cfg) if len(providers) == 1 else (cfg.workers or 1, cfg.threads)
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        if not cfg.spin:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types

@@ -8,6 +8,7 @@ only whole lines.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -95,8 +96,8 @@ class VideoWriter:
 
     TIME_BASE = Fraction(1, 90000)
 
-    def __init__(self, path: str, *, fps_hint: float | None, codec: str = "libx264", preset: str = "veryfast",
-                 crf: int = 23, threads: int = 0):
+    def __init__(self, path: str, *, fps_hint: float | None, codec: str = "libx264", preset: str = "superfast",
+                 crf: int = 23, threads: int = 0, tune: str | None = "zerolatency", convert: str = "opencv"):
         p = Path(path)
         if not p.parent.exists():
             raise OutputError(f"--save-video {path}: folder {p.parent} does not exist; create it or choose another path")
@@ -109,7 +110,14 @@ class VideoWriter:
         self.stream = None
         self._codec, self._fps_hint = codec, fps_hint
         self._options = {"preset": preset, "crf": str(crf)} if codec in ("libx264", "libx265") else {}
-        self._threads = threads
+        if tune and codec in ("libx264", "libx265"):
+            self._options["tune"] = tune
+        # 0: one encoder thread on <= 2 cores (measured: extra x264 threads only add CPU
+        # work that inference needs, bench/bench_encoder.py), else FFmpeg's choice.
+        self._threads = threads or (1 if (os.cpu_count() or 1) <= 2 else 0)
+        if convert not in ("opencv", "ffmpeg"):
+            raise OutputError(f"video convert {convert!r}: use opencv or ffmpeg")
+        self._convert = convert
         try:
             # Fragmented mp4: every fragment is self-contained, so a file cut short still plays.
             fmt_opts = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if p.suffix.lower() in (".mp4", ".mov", ".m4v") else {}
@@ -146,7 +154,10 @@ class VideoWriter:
             if pts <= self._last_pts:       # timestamps must increase strictly
                 pts = self._last_pts + 1
             self._last_pts = pts
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+            if self._convert == "opencv":     # OpenCV's BGR->I420 costs less CPU than swscale's
+                vf = av.VideoFrame.from_ndarray(cv2.cvtColor(image, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
+            else:
+                vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
             vf.pts = pts
             vf.time_base = self.TIME_BASE
             for packet in self.stream.encode(vf):

@@ -81,7 +81,8 @@ class Runner:
         self.video = self.jsonl = self.mot = None
         if out.save_video:
             self.video = VideoWriter(out.save_video, fps_hint=self.source.fps, codec=out.video_codec,
-                                     preset=out.video_preset, crf=out.video_crf, threads=out.video_threads)
+                                     preset=out.video_preset, crf=out.video_crf, threads=out.video_threads,
+                                     tune=out.video_tune, convert=out.video_convert)
             self.writers.append(self.video)
         if out.save_json:
             self.jsonl = JsonlWriter(out.save_json, names)
@@ -112,7 +113,8 @@ class Runner:
         def decode(p: Packet) -> Packet:
             return dataclasses.replace(p, raw=None, batch=None, detections=det.postprocess(p.raw, p.batch)[0])
 
-        stages = [StageSpec("preprocess", preprocess), StageSpec("inference", inference), StageSpec("decode", decode)]
+        stages = [StageSpec("preprocess", preprocess), StageSpec("inference", inference, workers=getattr(det, "workers", 1)),
+                  StageSpec("decode", decode)]
         if self.tracker is not None:
             tracker = self.tracker
 

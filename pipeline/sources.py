@@ -82,7 +82,10 @@ class PyAVSource(Source):
         self.spec, self.live, self.name = spec, live, name or spec
         timeout = (cfg.open_timeout_s, cfg.read_timeout_s) if live else None
         try:
-            self.container = av.open(spec, format=fmt, options=options or {}, timeout=timeout)
+            # metadata_errors: a damaged or foreign-encoded tag must not stop the video
+            # (PyAV decodes tags as strict UTF-8 by default: UnicodeDecodeError).
+            self.container = av.open(spec, format=fmt, options=options or {}, timeout=timeout,
+                                     metadata_errors="replace")
         except FileNotFoundError:
             raise SourceError(f"{self.name}: file not found; check the path") from None
         except av.error.ExitError as e:

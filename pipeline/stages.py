@@ -103,6 +103,51 @@ class StageSpec:
     name: str
     fn: Callable[[Any], Any]
     close: Callable[[], None] | None = None   # called once when the stage ends, on every path
+    # Threads running ``fn`` on consecutive items at once; outputs keep the input order.
+    # For a stage whose work releases the GIL (onnxruntime, torch), on a CPU where one
+    # call scales poorly over all cores.
+    workers: int = 1
+
+
+class _Ordered:
+    """Shared state of a stage's workers: numbers items as they are taken and lets
+    results out in that order, and knows when the last worker has ended."""
+
+    def __init__(self, workers: int, stop: threading.Event):
+        self.take_lock = threading.Lock()
+        self.turn = threading.Condition()
+        self.next_in = 0          # number given to the next item taken
+        self.next_out = 0         # number of the next result allowed out
+        self.running = workers
+        self.stop = stop
+
+    def take(self, inq: BoundedQueue) -> tuple[int, Any]:
+        with self.take_lock:
+            item = inq.get()
+            if item is END:
+                inq.put(END)      # the other workers must see the end too
+                return -1, END
+            seq = self.next_in
+            self.next_in += 1
+            return seq, item
+
+    def wait_turn(self, seq: int) -> None:
+        with self.turn:
+            while self.next_out != seq:
+                if self.stop.is_set():
+                    raise Stopped
+                self.turn.wait(POLL_S)
+
+    def done(self, seq: int) -> None:
+        with self.turn:
+            self.next_out = seq + 1
+            self.turn.notify_all()
+
+    def worker_ended(self) -> bool:
+        """True for the last worker to end."""
+        with self.turn:
+            self.running -= 1
+            return self.running == 0
 
 
 class Chain:
@@ -134,8 +179,15 @@ class Chain:
         self.stages = stages
         self.threads = [threading.Thread(target=self._capture, name=capture_name, daemon=True)]
         for i, spec in enumerate(stages):
-            self.threads.append(threading.Thread(target=self._run_stage, args=(spec, self.queues[i], self.queues[i + 1]),
-                                                 name=spec.name, daemon=True))
+            if spec.workers > 1:
+                shared = _Ordered(spec.workers, self.stop_event)
+                self.threads += [threading.Thread(target=self._run_worker,
+                                                  args=(spec, self.queues[i], self.queues[i + 1], shared),
+                                                  name=f"{spec.name}-{w}", daemon=True) for w in range(spec.workers)]
+            else:
+                self.threads.append(threading.Thread(target=self._run_stage,
+                                                     args=(spec, self.queues[i], self.queues[i + 1]),
+                                                     name=spec.name, daemon=True))
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> "Chain":
@@ -219,3 +271,32 @@ class Chain:
                 except BaseException as e:
                     self.fail(spec.name, e)
             outq.put(END)
+
+    def _run_worker(self, spec: StageSpec, inq: BoundedQueue, outq: BoundedQueue, shared: _Ordered) -> None:
+        """One of ``spec.workers`` threads of a stage; results leave in input order."""
+        try:
+            while True:
+                seq, item = shared.take(inq)
+                if item is END:
+                    break
+                t0 = time.perf_counter()
+                result = spec.fn(item)
+                self.stats.record(spec.name, time.perf_counter() - t0)
+                shared.wait_turn(seq)
+                try:
+                    if result is not None:
+                        outq.put(result)
+                finally:
+                    shared.done(seq)
+        except Stopped:
+            pass
+        except BaseException as e:
+            self.fail(spec.name, e)
+        finally:
+            if shared.worker_ended():       # the last one closes the stage and passes the end on
+                if spec.close is not None:
+                    try:
+                        spec.close()
+                    except BaseException as e:
+                        self.fail(spec.name, e)
+                outq.put(END)

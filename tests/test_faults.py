@@ -138,6 +138,15 @@ def test_corrupted_clip_gives_frames_or_a_clean_error(tmp_path_factory, how):
     assert time.monotonic() - t0 < 20
 
 
+def test_damaged_metadata_tag_does_not_stop_the_video(tmp_path):
+    """Found by the property test above: one flipped byte in a tag made PyAV raise
+    UnicodeDecodeError from av.open (strict UTF-8 tags). The frames must still come."""
+    path = tmp_path / "tag.mp4"
+    path.write_bytes(corrupt((REPO / "examples" / "test_video.mp4").read_bytes(), ("flip", [1e-05])))
+    frames = list(open_source(str(path)))
+    assert len(frames) == 38 and frames[0].image.shape == (720, 1280, 3)
+
+
 @pytest.mark.parametrize("how", [("truncate", 0.5), ("flip", [0.3, 0.5, 0.7] * 20), ("zero", 0.4, 0.1)])
 def test_cli_on_damaged_file_keeps_valid_outputs(tmp_path, how):
     need(YOLOX_ONNX)

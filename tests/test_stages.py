@@ -80,6 +80,48 @@ def test_chain_passes_everything_in_order():
     assert chain.stats.stage_count["a"] == 200
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_parallel_workers_keep_the_order_and_close_once(workers):
+    import random
+
+    rng = random.Random(0)
+    active, peak, closed = [0], [0], []
+    lock = threading.Lock()
+
+    def slow(x):                           # random durations: results finish out of order
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(rng.random() * 0.004)
+        with lock:
+            active[0] -= 1
+        return x * 10
+
+    chain = Chain(range(300), [StageSpec("infer", slow, close=lambda: closed.append(1), workers=workers),
+                               StageSpec("after", lambda x: x + 1)], Stats(), queue_size=2)
+    chain.start()
+    assert drain(chain) == [x * 10 + 1 for x in range(300)]
+    assert chain.join(5) == [] and chain.error is None
+    assert closed == [1]                     # the stage's close ran once, by its last worker
+    assert peak[0] > 1                       # the calls really overlapped
+    assert chain.stats.stage_count["infer"] == 300
+
+
+def test_parallel_worker_error_stops_every_worker():
+    def fn(x):
+        if x == 37:
+            raise ValueError("injected")
+        time.sleep(0.001)
+        return x
+
+    chain = Chain(range(10_000), [StageSpec("infer", fn, workers=2), StageSpec("b", lambda x: x)], Stats(), queue_size=2)
+    chain.start()
+    out = drain(chain)
+    assert chain.join(5) == []
+    assert isinstance(chain.error, StageError) and chain.error.stage == "infer"
+    assert out == list(range(len(out))) and len(out) < 100    # in order, and stopped early
+
+
 @pytest.mark.parametrize("failing", ["capture", "a", "b", "c"])
 def test_error_in_any_stage_stops_all_and_is_named(failing):
     closed = []
