@@ -58,6 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+SHIPPED_MODEL = "lite"       # configs/detectors/lite.yaml -> models/weights/lite.onnx
+
+
 def _model_overrides(model: str) -> dict:
     """--model as config overrides for the detector section."""
     path = Path(model)
@@ -84,8 +87,18 @@ def build_config(args: argparse.Namespace):
         "detector.device": args.device,
         "pipeline.track": False if args.no_track else args.track,
     })
-    overrides.update(parse_sets(args.set))
-    return load_config(args.config, overrides)
+    sets = parse_sets(args.set)
+    overrides.update(sets)
+    cfg = load_config(args.config, overrides)
+    if not args.model and "detector.model" not in sets and Path(args.config).resolve() == DEFAULT_CONFIG.resolve() \
+            and cfg.detector.backend == "onnx" and not Path(cfg.detector.model).is_file():
+        # The default config's YOLOX-Nano teacher lives in ../shared/data; without it a fresh
+        # machine still gets boxes, from the model this repository ships.
+        print(f"note: {cfg.detector.model} not found; using the shipped model ({SHIPPED_MODEL}, "
+              "see models/MODEL_CARD.md)", file=sys.stderr)
+        overrides.update(_model_overrides(SHIPPED_MODEL))
+        cfg = load_config(args.config, overrides)
+    return cfg
 
 
 def parse_sets(items: list[str]) -> dict:

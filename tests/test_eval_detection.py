@@ -119,13 +119,31 @@ def test_select_slices():
     assert select(list(range(5)), None) == list(range(5))
 
 
-def test_default_weights_is_a_clear_error(tmp_path):
-    (tmp_path / "labels").mkdir()
+def test_default_weights_is_the_shipped_model(tmp_path):
+    """--weights default runs models/weights/lite.onnx (no ../shared data needed)."""
+    import cv2
+
+    images, labels = tmp_path / "images", tmp_path / "labels"
+    images.mkdir(), labels.mkdir()
+    cap = cv2.VideoCapture(str(REPO / "examples" / "test_video.mp4"))
+    ok, img = cap.read()
+    assert ok
+    cv2.imwrite(str(images / "f0.jpg"), img)
+    (labels / "f0.txt").write_text("")
+    out = tmp_path / "r.json"
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "eval_detection.py"), "--weights", "default",
-                           "--images", str(tmp_path), "--labels", str(tmp_path / "labels"), "--format", "yolo"],
+                           "--images", str(images), "--labels", str(labels), "--format", "yolo", "--json", str(out)],
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert "no shipped model" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(out.read_text())["run"]["model"].endswith("lite.onnx")
+
+
+def test_default_weights_missing_is_a_clear_error(monkeypatch, tmp_path):
+    import tools.eval_detection as ev
+
+    monkeypatch.setattr(ev, "SHIPPED_ONNX", tmp_path / "gone.onnx")
+    with pytest.raises(ev.EvalError, match="shipped model .*gone.onnx is missing; .* --install"):
+        ev.resolve_weights("default")
 
 
 def test_missing_label_folder_is_exit_2(tmp_path, capsys):

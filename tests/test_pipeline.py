@@ -189,6 +189,23 @@ def test_cli_errors_are_one_line(args, message, code):
     assert len(err.strip().splitlines()) == 1
 
 
+def test_missing_teacher_falls_back_to_the_shipped_model(tmp_path, monkeypatch, capsys):
+    """A fresh machine without ../shared/data: the default config's teacher is absent, so
+    run_stream uses models/weights/lite.onnx with a note; an explicit model never falls back."""
+    import run_stream
+
+    moved = tmp_path / "a" / "b" / "default.yaml"        # its ../../shared/data/... path now points nowhere
+    moved.parent.mkdir(parents=True)
+    moved.write_text(DEFAULT_CONFIG.read_text())
+    monkeypatch.setattr(run_stream, "DEFAULT_CONFIG", moved)
+    cfg = run_stream.build_config(run_stream.parse_args(["--source", "x.mp4", "--config", str(moved)]))
+    assert cfg.detector.model.endswith("models/weights/lite.onnx")
+    assert "using the shipped model" in capsys.readouterr().err
+    cfg = run_stream.build_config(run_stream.parse_args(["--source", "x.mp4", "--config", str(moved),
+                                                         "--set", "detector.model=/gone.onnx"]))
+    assert cfg.detector.model == "/gone.onnx"
+
+
 def test_cli_bad_yaml_key(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("pipeline:\n  queue_size: 4\n  dorp_policy: block\n")

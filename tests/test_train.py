@@ -1,6 +1,7 @@
 """tools/train.py: a short real training run, config errors, resume, and the shipped default model."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools.train import load_config, main, train  # noqa: E402
+from tools.train import TrainError, load_config, main, train  # noqa: E402
 from pipeline.configtools import ConfigError  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
@@ -79,6 +80,21 @@ def test_short_training_run_lowers_the_loss(tmp_path, tiny_dataset):
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3]), losses
     assert "s64_obj" in res["history"][0]["loss"]  # fusion on: the stride-64 auxiliary loss is trained
     assert (tmp_path / "run" / "best.pt").is_file() and res["val"] is not None
+
+
+@needs_shared
+def test_install_copies_the_export_into_the_weights_folder(tmp_path, tiny_dataset):
+    from tools.train import install
+
+    cfg = load_config(tiny_config(tmp_path, tiny_dataset, epochs=1))
+    cfg = dataclasses.replace(cfg, export_onnx=str(tmp_path / "run" / "tiny.onnx"))
+    res = train(cfg, tmp_path / "run", resume=False, progress=False, log=lambda *_: None)
+    dest = tmp_path / "weights"
+    paths = install(res, tmp_path / "run", cfg.name, dest)
+    assert [p.name for p in paths] == ["tiny.onnx", "tiny.pt"]
+    assert (dest / "tiny.onnx").read_bytes() == Path(res["onnx"]).read_bytes()
+    with pytest.raises(TrainError, match="--install needs an ONNX export"):
+        install({"onnx": None}, tmp_path / "run", "x", dest)
 
 
 def test_config_error_names_the_key(tmp_path, capsys):

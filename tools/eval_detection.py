@@ -5,8 +5,8 @@
 
 ``--weights``: an .onnx file or a detector preset (yolox_nano, nanodet_m) run through
 the pipeline's ONNX backend (a ``models/`` checkpoint ``variant:path.pth`` goes through
-``models.build_detector``); ``default`` names the shipped model (an error until one
-exists).  ``--tiles`` runs the detector tiled at native scale plus a full pass, as
+``models.build_detector``); ``default`` names the shipped model
+(``configs/detectors/lite.yaml`` -> ``models/weights/lite.onnx``).  ``--tiles`` runs the detector tiled at native scale plus a full pass, as
 ``tools/pseudo_label.py`` does.
 
 Ground-truth class names are mapped onto the dashcam classes (person, bicycle, car,
@@ -256,11 +256,16 @@ def coco_map(gts: Sequence[ImageLabels], dets: Sequence[tuple[np.ndarray, np.nda
 
 
 # -- detector ------------------------------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED_PRESET = REPO / "configs" / "detectors" / "lite.yaml"     # the model this project trained and ships
+SHIPPED_ONNX = REPO / "models" / "weights" / "lite.onnx"
 def resolve_weights(weights: str) -> str:
     """The teacher spec for ``--weights``; ``default`` is the shipped model."""
     if weights == "default":
-        raise EvalError("--weights default: no shipped model exists yet (models/ has no released weight); "
-                        "pass an .onnx file or a preset (yolox_nano, nanodet_m)")
+        if not SHIPPED_ONNX.is_file():
+            raise EvalError(f"--weights default: the shipped model {SHIPPED_ONNX} is missing; restore it with git "
+                            "or retrain: python tools/train.py --config configs/train/lite.yaml --install")
+        return str(SHIPPED_PRESET)
     p = Path(weights)
     if weights.endswith(".onnx") and not p.is_file():
         raise EvalError(f"--weights {weights}: no such file")

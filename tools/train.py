@@ -38,6 +38,7 @@ import argparse
 import math
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -438,7 +439,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--max-steps", type=int, default=None, help="override schedule.max_steps")
     ap.add_argument("--device", default=None, help="override schedule.device")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--install", action="store_true",
+                    help="copy the exported ONNX and best checkpoint to models/weights/<name>.onnx/.pt "
+                         "(what run_stream --model <name> and eval --weights default use)")
     return ap.parse_args(argv)
+
+
+WEIGHTS_DIR = ROOT / "models" / "weights"
+
+
+def install(result: dict, out: Path, name: str, dest: Path = WEIGHTS_DIR) -> list[Path]:
+    """Copy a finished run's ONNX export and best checkpoint into the shipped weights folder."""
+    if not result.get("onnx"):
+        raise TrainError("--install needs an ONNX export: set export_onnx in the training config")
+    dest.mkdir(parents=True, exist_ok=True)
+    pairs = [(Path(result["onnx"]), dest / f"{name}.onnx"), (out / "best.pt", dest / f"{name}.pt")]
+    for src, dst in pairs:
+        shutil.copyfile(src, dst)
+    return [dst for _, dst in pairs]
 
 
 def main(argv=None) -> int:
@@ -452,7 +470,10 @@ def main(argv=None) -> int:
             sched = replace(sched, device=args.device)
         cfg = replace(cfg, schedule=sched)
         out = resolve_path(args.out or cfg.out)
-        train(cfg, out, args.resume, progress=not args.no_progress)
+        result = train(cfg, out, args.resume, progress=not args.no_progress)
+        if args.install:
+            for path in install(result, out, cfg.name):
+                print(f"installed {path}", flush=True)
     except (ConfigError, DatasetError, TrainError) as e:
         print(f"train: {e}", file=sys.stderr)
         return EXIT_USAGE
