@@ -53,7 +53,7 @@ def test_eval_tool_scores_ours_on_one_sequence(tmp_path):
 
     out = tmp_path / "r.json"
     rc = eval_tracking.main(["--kitti-root", str(KITTI), "--seqs", SEQ, "--trackers", "ours,ours-with-coasted,nope",
-                             "--dropout-frames", "5", "--json", str(out)])
+                             "--dropout-frames", "5", "--json", str(out), "--explain-idsw"])
     assert rc == 0
     report = json.loads(out.read_text())
     assert "nope" in report["missing_trackers"]
@@ -65,3 +65,27 @@ def test_eval_tool_scores_ours_on_one_sequence(tmp_path):
     # coasted boxes only add boxes: never fewer true positives
     assert report["trackers"]["ours-with-coasted"]["clean"]["car"]["TP"] >= car["TP"]
     assert report["dropout"]["detections_removed"]["5"] > 0
+    causes = report["trackers"]["ours"]["idsw_causes"]
+    assert sum(causes["clean"].values()) == car["IDSW"]       # every switch gets a cause
+
+
+def _log(born, removed=None, matched=None):
+    from trackers.eval import idsw
+    return idsw.TrackLog(born=born, removed=removed or {}, matched=matched or {})
+
+
+IDSW_CAUSES = [
+    # name, (old, new, last frame with old, switch frame), log, expected cause
+    ("old_removed", (1, 2, 10, 30), _log({1: 0, 2: 29}, removed={1: 25}), "old_removed"),
+    ("duplicate_while_coasting", (1, 2, 10, 30), _log({1: 0, 2: 29}, matched={1: {10}}), "duplicate"),
+    ("old_moved_on", (1, 2, 10, 30), _log({1: 0, 2: 29}, matched={1: {10, 29}}), "old_moved_on"),
+    ("steal", (1, 2, 10, 11), _log({1: 0, 2: 5}, matched={1: {10}}), "steal_swap"),
+    ("swap", (1, 2, 10, 11), _log({1: 0, 2: 5}, matched={1: {10, 11}}), "steal_swap+old_busy"),
+]
+
+
+@pytest.mark.parametrize("name,ev,log,expected", IDSW_CAUSES, ids=[c[0] for c in IDSW_CAUSES])
+def test_idsw_cause(name, ev, log, expected):
+    from trackers.eval import idsw
+    old, new, last, frame = ev
+    assert idsw.classify(idsw.Switch("0000", frame, 0, old, new, last), log) == expected

@@ -37,3 +37,21 @@ def test_assign(name, sim, gate, tc, dc, expected):
     pairs = assign(sim, gate, tc, dc)
     assert pairs.shape[1] == 2
     assert sorted(map(tuple, pairs.tolist())) == sorted(expected), name
+
+
+def _reference_assign(sim, gate):
+    """The plain solver on the whole matrix (what assign did before its fast path)."""
+    from scipy.optimize import linear_sum_assignment
+    valid = sim >= gate
+    rows, cols = linear_sum_assignment(np.where(valid, -sim, 10.0))
+    keep = valid[rows, cols]
+    return sorted(zip(rows[keep].tolist(), cols[keep].tolist()))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_assign_fast_path_equals_full_solver(seed):
+    """Isolated one-to-one pairs skip the solver; the result must not change."""
+    rng = np.random.default_rng(seed)
+    t, d = rng.integers(1, 30, size=2)
+    sim = np.where(rng.random((t, d)) < rng.uniform(0.02, 0.3), rng.random((t, d)), 0.0)
+    assert sorted(map(tuple, assign(sim, 0.3).tolist())) == _reference_assign(sim, 0.3)

@@ -26,6 +26,7 @@ BAD = [
     ("low_above_high", {"low_score": 0.8, "high_score": 0.5}, "low_score"),
     ("emit_longer_than_alive", {"max_coast_seconds": 1.0, "emit_coast_seconds": 2.0}, "emit_coast_seconds"),
     ("zero_noise", {"meas_noise": 0.0}, "meas_noise"),
+    ("size_ratio_below_1", {"recovery_max_size_ratio": 0.9}, "recovery_max_size_ratio"),
 ]
 
 

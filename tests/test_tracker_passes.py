@@ -75,3 +75,27 @@ def test_relink_never_crosses_classes():
 def test_stats_report_timing():
     tracker, _ = ids_over([fast(f) for f in range(8)], TrackerConfig())
     assert tracker.stats.updates == 8 and tracker.stats.us_per_update > 0
+
+
+def steady(f):      # 60x40 px, 10 px a frame to the right
+    return (100 + 10 * f, 80, 160 + 10 * f, 120)
+
+
+# After a 4-frame gap, a box 1.6x the size appears around the last observed one:
+# IoU 0.39 with it (recovery pass gate 0.3), 0.15 with the prediction.
+BIGGER_AT_LAST_SEEN = [steady(f) if f < 6 else None for f in range(10)] + [(132, 68, 228, 132)]
+
+RECOVERY_SIZE_CASES = [
+    # name, config overrides, ids emitted (not coasted) at the last frame
+    ("size_gate_rejects_other_size", {}, []),
+    ("no_size_gate_recovers", {"recovery_max_size_ratio": 100.0}, [1]),
+    ("gate_above_ratio_recovers", {"recovery_max_size_ratio": 1.7}, [1]),
+]
+
+
+@pytest.mark.parametrize("name,overrides,expected", RECOVERY_SIZE_CASES, ids=[c[0] for c in RECOVERY_SIZE_CASES])
+def test_recovery_pass_size_gate(name, overrides, expected):
+    cfg = TrackerConfig(centre_pass=False, relink=False, **overrides)
+    _, seen = ids_over(BIGGER_AT_LAST_SEEN, cfg)
+    assert seen[5] == [1]
+    assert seen[-1] == expected, name

@@ -4,7 +4,7 @@
         [--seqs 0000,0003] [--classes Car,Pedestrian] \
         [--trackers ours,ours-with-coasted,sv-bytetrack,norfair,boxmot-ocsort,boxmot-bytetrack] \
         [--dropout-frames 2,5,10,15 --dropout-fraction 0.3 --seed 0] [--json OUT] \
-        [--tracker-config configs/tracker.yaml] [--set key=value ...]
+        [--tracker-config configs/tracker.yaml] [--set key=value ...] [--explain-idsw [all]]
 
 Every tracker gets the same detections: PointRCNN boxes with raw score >=
 --score-threshold (default 2.0, as in ANCHORS), scores passed as sigmoid(raw).
@@ -17,6 +17,9 @@ the 16 sequences: every coasted-emission horizon from 0.1 s to 1.5 s lowered
 HOTA (most coasted boxes fall where KITTI has no labelled object: cars gone
 out of view, fully occluded, or detector false positives), so the headline
 row leaves them out; keeping the id through the gap is what counts for IDSW.
+``--explain-idsw`` classifies each of ours' ID switches by cause (see
+``trackers/eval/idsw.py``) and prints the counts per setting; ``all`` also
+lists every switch with sequence and frame.
 Peers run only when importable (install them in a separate venv); the missing
 ones are reported.
 """
@@ -37,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.configtools import from_mapping, to_mapping  # noqa: E402
 from trackers import TrackerConfig  # noqa: E402
-from trackers.eval import kitti, peers, scoring  # noqa: E402
+from trackers.eval import idsw, kitti, peers, scoring  # noqa: E402
 
 DEFAULT_TRACKERS = "ours,ours-with-coasted,sv-bytetrack,norfair,boxmot-ocsort,boxmot-bytetrack"
 TABLE_COLS = ("HOTA", "MOTA", "IDF1", "IDSW", "Frag")
@@ -56,6 +59,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--tracker-config", type=Path, default=None, help="YAML for ours (default: TrackerConfig())")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one ours field")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--explain-idsw", nargs="?", const="counts", choices=("counts", "all"), default=None,
+                    help="classify ours' ID switches by cause; 'all' lists each one")
     ap.add_argument("--workdir", type=Path, default=None, help="keep result files here (default: a temp dir)")
     return ap.parse_args(argv)
 
@@ -68,12 +73,17 @@ def ours_config(args) -> TrackerConfig:
     return from_mapping(TrackerConfig, data, "tracker")
 
 
-def run_tracker(name: str, seqs: list[kitti.Sequence], cfg: TrackerConfig, class_names) -> tuple[dict, float, int]:
-    """Run one tracker over all sequences; return KITTI lines per sequence, seconds in update, calls."""
+def run_tracker(name: str, seqs: list[kitti.Sequence], cfg: TrackerConfig, class_names,
+                logs: dict | None = None) -> tuple[dict, float, int]:
+    """Run one tracker over all sequences; return KITTI lines per sequence, seconds in update, calls.
+
+    With ``logs`` (ours only), each sequence's ``idsw.TrackLog`` is stored there.
+    """
     lines, seconds, calls = {}, 0.0, 0
     for seq in seqs:
         base = "ours" if name.startswith("ours") else name
         tracker = peers.make(base, kitti.KITTI_FPS, cfg, emit_coasted=(name == "ours-with-coasted"))
+        log = logs.setdefault(seq.name, idsw.TrackLog()) if logs is not None else None
         out_lines = []
         for f, dets in enumerate(seq.dets):
             t0 = time.perf_counter()
@@ -81,20 +91,38 @@ def run_tracker(name: str, seqs: list[kitti.Sequence], cfg: TrackerConfig, class
             seconds += time.perf_counter() - t0
             calls += 1
             out_lines += kitti.kitti_lines(f, tracks, class_names)
+            if log is not None:
+                log.record(f, f / kitti.KITTI_FPS, tracker.tracker)
         lines[seq.name] = out_lines
     return lines, seconds, calls
 
 
+def explain_idsw(tag, out: Path, gt: Path, seqs, logs: dict, args) -> dict[str, int]:
+    """Print ours' ID switches by cause for one setting; return the counts."""
+    ds = scoring.dataset(out, gt, ["ours"], args.classes_list)
+    events = [e for s in seqs for cls in args.classes_list for e in idsw.idsw_events(ds, "ours", s.name, cls.lower())]
+    counts, lines = idsw.explain(events, logs)
+    print(f"[{tag}] ours IDSW by cause ({len(events)}): "
+          + ", ".join(f"{k} {v}" for k, v in counts.most_common()), file=sys.stderr)
+    if args.explain_idsw == "all":
+        print("\n".join(f"  [{tag}] {line}" for line in lines), file=sys.stderr)
+    return dict(counts)
+
+
 def evaluate_setting(tag, seqs, names, cfg, args, work: Path, class_names, gt: Path) -> dict:
     out = work / tag
-    timing = {}
+    timing, logs = {}, {}
     for name in names:
-        lines, seconds, calls = run_tracker(name, seqs, cfg, class_names)
+        log = logs if (args.explain_idsw and name == "ours") else None
+        lines, seconds, calls = run_tracker(name, seqs, cfg, class_names, log)
         scoring.write_tracker_results(out, name, lines)
         timing[name] = 1e6 * seconds / max(calls, 1)
         print(f"[{tag}] ran {name}: {timing[name]:.0f} us/update", file=sys.stderr)
     table = scoring.evaluate(out, gt, names, args.classes_list)
-    return {name: {"metrics": table[name], "us_per_update_kitti": timing[name]} for name in names}
+    result = {name: {"metrics": table[name], "us_per_update_kitti": timing[name]} for name in names}
+    if logs:
+        result["ours"]["idsw_causes"] = explain_idsw(tag, out, gt, seqs, logs, args)
+    return result
 
 
 def markdown_table(rows: dict[str, dict], cls: str) -> str:
@@ -154,7 +182,9 @@ def main(argv=None) -> int:
         "missing_trackers": missing,
         "trackers": {name: {"clean": results["clean"][name]["metrics"],
                             "us_per_update_kitti": results["clean"][name]["us_per_update_kitti"],
-                            "dropout": {k: results[k][name]["metrics"] for k in results if k != "clean"}}
+                            "dropout": {k: results[k][name]["metrics"] for k in results if k != "clean"},
+                            **({"idsw_causes": {k: r[name]["idsw_causes"] for k, r in results.items()}}
+                               if "idsw_causes" in results["clean"][name] else {})}
                      for name in names},
     }
     for cls in [c.lower() for c in args.classes_list] + (["overall"] if len(args.classes_list) > 1 else []):

@@ -3,7 +3,7 @@
 Similarity matrices are (T, D): rows are tracks, columns detections, higher is
 better.  ``assign`` maximises total similarity with
 ``scipy.optimize.linear_sum_assignment`` and drops pairs below the gate or of
-different classes.
+different classes; isolated one-to-one pairs skip the solver.
 """
 from __future__ import annotations
 
@@ -53,6 +53,15 @@ def centre_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return 1.0 - dist / np.maximum(diag, 1.0)[:, None]
 
 
+def size_ratio_ok(a: np.ndarray, b: np.ndarray, max_ratio: float) -> np.ndarray:
+    """(T, D) True where widths and heights of a (T,4) and b (D,4) agree within max_ratio (>= 1)."""
+    wa, ha = np.maximum(a[:, 2] - a[:, 0], 1.0), np.maximum(a[:, 3] - a[:, 1], 1.0)
+    wb, hb = np.maximum(b[:, 2] - b[:, 0], 1.0), np.maximum(b[:, 3] - b[:, 1], 1.0)
+    rw = np.abs(np.log(wa[:, None] / wb[None, :]))
+    rh = np.abs(np.log(ha[:, None] / hb[None, :]))
+    return np.maximum(rw, rh) <= np.log(max_ratio) + 1e-12
+
+
 SIMILARITIES = {"iou": iou, "giou": giou, "centre": centre_similarity}
 
 
@@ -71,9 +80,20 @@ def assign(sim: np.ndarray, gate: float, track_cls: np.ndarray | None = None,
         valid &= track_cls[:, None] == det_cls[None, :]
     if not valid.any():
         return _EMPTY_PAIRS
+    # A track and a detection that have exactly one valid pair, with each other,
+    # form a component of their own: matched without the solver (exact, and
+    # the common case).  The solver gets the rest.
+    per_row, per_col = valid.sum(axis=1), valid.sum(axis=0)
+    lone = (per_row == 1)[:, None] & (per_col == 1)[None, :] & valid
+    r1, c1 = np.nonzero(lone)
+    rest_r = np.flatnonzero((per_row > 0) & ~lone.any(axis=1))
+    if len(rest_r) == 0:
+        return np.stack([r1, c1], axis=1)
+    rest_c = np.flatnonzero((per_col > 0) & ~lone.any(axis=0))
+    sub_valid = valid[np.ix_(rest_r, rest_c)]
     # Cost: invalid pairs get a cost above any valid one (a valid pair costs at
     # most 1 - gate <= 2), so the solver prefers more valid matches.
-    cost = np.where(valid, -sim, 10.0)  # (also replaces -inf)
+    cost = np.where(sub_valid, -sim[np.ix_(rest_r, rest_c)], 10.0)  # (also replaces -inf)
     rows, cols = linear_sum_assignment(cost)
-    keep = valid[rows, cols]
-    return np.stack([rows[keep], cols[keep]], axis=1)
+    keep = sub_valid[rows, cols]
+    return np.stack([np.concatenate([r1, rest_r[rows[keep]]]), np.concatenate([c1, rest_c[cols[keep]]])], axis=1)

@@ -40,6 +40,10 @@ class TrackerConfig:
     # Recovers tracks whose prediction drifted during a dropout; can re-link a
     # neighbour that took the old position.
     recovery_pass: bool = True
+    # The recovery pass only links boxes whose widths and heights agree within
+    # this ratio (last observed vs detected). Lower: fewer links to a neighbour
+    # of another size; higher: follows objects that grow fast while unseen.
+    recovery_max_size_ratio: float = 1.5
     # Last pass: leftover tracks vs leftover strong detections by centre distance
     # (1 - distance / box diagonal), for objects moving more than their own width
     # per frame and drifted predictions. Lower gate: catches faster motion, risks
@@ -131,6 +135,7 @@ class TrackerConfig:
         need(-1.0 <= self.centre_pass_min_similarity <= 1.0, "centre_pass_min_similarity not in [-1, 1]")
         need(self.centre_pass_max_hits >= 1, "centre_pass_max_hits must be >= 1")
         need(self.centre_pass_max_size_ratio >= 1.0, "centre_pass_max_size_ratio must be >= 1")
+        need(self.recovery_max_size_ratio >= 1.0, "recovery_max_size_ratio must be >= 1")
         need(self.mahalanobis_gate >= 0, "mahalanobis_gate must be >= 0")
         need(self.min_hits >= 1, f"min_hits {self.min_hits} must be >= 1")
         need(self.max_coast_seconds >= 0, f"max_coast_seconds {self.max_coast_seconds} must be >= 0")

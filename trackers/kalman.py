@@ -98,26 +98,23 @@ class BoxKalman:
         C[:, 2] = (self.init_vel_std * size) ** 2
         return x, C
 
-    def predict(self, x: np.ndarray, C: np.ndarray, dt) -> None:
-        """In place for all rows: x <- F x, P <- F P F' + Q (blockwise).
+    def predict(self, x: np.ndarray, C: np.ndarray, dt: float) -> None:
+        """In place for all rows: x <- F x, P <- F P F' + Q (blockwise), dt in seconds.
 
-        dt: seconds, a float or (N,) per row (0 leaves a row unchanged).
+        Per component, (var b, cov, var v) <- A (var b, cov, var v) + q (dt^3/3, dt^2/2, dt)
+        with A = [[1, 2dt, dt^2], [0, 1, dt], [0, 0, 1]]: one batched matmul.
         """
         if len(x) == 0:
             return
-        if not np.isscalar(dt):
-            dt = np.asarray(dt, np.float64)[:, None]
         b = x[:, :DIM]
         if self.param == "xyxy":
-            w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+            wh = np.maximum(b[:, 2:] - b[:, :2], 1.0)
         else:
-            w, h = b[:, 2], b[:, 3]
-        q = self.accel_sq * (np.maximum(w, 1.0) * np.maximum(h, 1.0))[:, None]   # (N, 4)
-        pp, pv, vv = C[:, 0], C[:, 1], C[:, 2]
+            wh = np.maximum(b[:, 2:], 1.0)
+        q = (wh[:, 0] * wh[:, 1])[:, None, None] * (self.accel_sq * np.array([[dt ** 3 / 3], [dt * dt / 2], [dt]]))
         b += dt * x[:, DIM:]
-        pp += dt * (2 * pv + dt * vv + q * (dt * dt / 3))
-        pv += dt * (vv + q * (dt / 2))
-        vv += q * dt
+        A = np.array([[1.0, 2 * dt, dt * dt], [0.0, 1.0, dt], [0.0, 0.0, 1.0]])
+        np.add(np.matmul(A, C), q, out=C)
 
     def update(self, x: np.ndarray, C: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return updated copies (x, C) for rows x (M, 8), C (M, 3, 4) and measurements z (M, 4)."""

@@ -8,18 +8,25 @@ from __future__ import annotations
 
 import numpy as np
 
-from .association import assign, centre_similarity, giou
+from .association import assign, centre_similarity, giou, size_ratio_ok
 from .kalman import DIM, box_size, xyxy_to_state_box
 
 
 class AssociationPasses:
-    def _match(self, track_boxes, t_idx, det_xyxy, d_idx, gate, t_free, d_free, pairs) -> None:
-        """One gated assignment pass between tracks t_idx and detections d_idx (both free)."""
+    def _match(self, track_boxes, t_idx, det_xyxy, d_idx, gate, t_free, d_free, pairs,
+               max_size_ratio: float | None = None) -> None:
+        """One gated assignment pass between tracks t_idx and detections d_idx (both free).
+
+        With ``max_size_ratio``, pairs whose widths or heights differ by more
+        than that ratio are never matched.
+        """
         t_idx = t_idx[t_free[t_idx]]
         d_idx = d_idx[d_free[d_idx]]
         if len(t_idx) == 0 or len(d_idx) == 0:
             return
         sim = self._similarity(track_boxes[t_idx], det_xyxy[d_idx])
+        if max_size_ratio is not None:
+            sim = np.where(size_ratio_ok(track_boxes[t_idx], det_xyxy[d_idx], max_size_ratio), sim, -np.inf)
         cls_t = self.tracks.cls[t_idx] if self.config.class_consistent else None
         found = assign(sim, gate, cls_t, self._det_cls[d_idx] if cls_t is not None else None)
         if len(found):
@@ -43,12 +50,7 @@ class AssociationPasses:
             return
         dets = det_xyxy[d_idx]
         sim = np.maximum(centre_similarity(pred[t_idx], dets), centre_similarity(tr.z_obs[t_idx], dets))
-        wt, ht = pred[t_idx, 2] - pred[t_idx, 0], pred[t_idx, 3] - pred[t_idx, 1]
-        wd, hd = dets[:, 2] - dets[:, 0], dets[:, 3] - dets[:, 1]
-        rw = np.maximum(wt[:, None], 1.0) / np.maximum(wd[None, :], 1.0)
-        rh = np.maximum(ht[:, None], 1.0) / np.maximum(hd[None, :], 1.0)
-        r = c.centre_pass_max_size_ratio
-        sim = np.where((rw <= r) & (rw >= 1 / r) & (rh <= r) & (rh >= 1 / r), sim, -np.inf)
+        sim = np.where(size_ratio_ok(pred[t_idx], dets, c.centre_pass_max_size_ratio), sim, -np.inf)
         cls_t = tr.cls[t_idx] if c.class_consistent else None
         found = assign(sim, c.centre_pass_min_similarity, cls_t,
                        self._det_cls[d_idx] if cls_t is not None else None)

@@ -173,7 +173,8 @@ class KalmanTracker(AssociationPasses):
         if (d_free & high).any() and t_free.any():     # later passes only see leftovers
             if c.recovery_pass:
                 self._match(tr.z_obs, np.flatnonzero(t_free & tr.confirmed), det_xyxy,
-                            np.flatnonzero(high & d_free), c.min_similarity, t_free, d_free, pairs)
+                            np.flatnonzero(high & d_free), c.min_similarity, t_free, d_free, pairs,
+                            c.recovery_max_size_ratio)
             if c.centre_pass and t_free.any() and (d_free & high).any():
                 self._centre_pass(pred, det_xyxy, high, t_free, d_free, pairs)
             if c.mahalanobis_gate > 0 and t_free.any() and (d_free & high).any():
@@ -255,26 +256,29 @@ class KalmanTracker(AssociationPasses):
         """Re-run tracks `rows` from their last observation up to now (OC-SORT's re-update).
 
         Virtual observations, interpolated linearly between the last detection
-        and `z`, are fed at every frame time in between; all rows step together
-        (a row whose gap has not started yet gets dt = 0 and no update).  Leaves
-        the rows predicted to `timestamp`; the caller then updates them with `z`.
+        and `z`, are fed at every frame time in between.  Rows whose last
+        detection has the same time step together (usually all of them).
+        Leaves the rows predicted to `timestamp`; the caller then updates them with `z`.
         """
+        t_obs = self.tracks.t_obs[rows]
+        for t0 in np.unique(t_obs):
+            same = t_obs == t0
+            self._replay_group(rows[same], z[same], float(t0), timestamp)
+
+    def _replay_group(self, rows: np.ndarray, z: np.ndarray, t_obs: float, timestamp: float) -> None:
+        """``_replay_gap`` for rows whose last detection was at ``t_obs``."""
         tr, kf, param = self.tracks, self.kf, self.config.box_param
         x, C = tr.x_obs[rows].copy(), tr.P_obs[rows].copy()
-        t_obs = tr.t_obs[rows]
-        t_prev = t_obs.copy()
         z0 = xyxy_to_state_box(tr.z_obs[rows], param)
-        span = (timestamp - t_obs)[:, None]
-        first = bisect.bisect_right(self._times, float(t_obs.min()) + _SAME_TIME)
+        step = (z - z0) / (timestamp - t_obs)
+        t_prev = t_obs
+        first = bisect.bisect_right(self._times, t_obs + _SAME_TIME)
         for t in self._times[first:]:        # frame times strictly between, oldest first
             if t >= timestamp - _SAME_TIME:
                 break
-            active = t > t_obs + _SAME_TIME
-            kf.predict(x, C, np.where(active, t - t_prev, 0.0))
-            xu, Cu = kf.update(x, C, z0 + (t - t_obs)[:, None] / span * (z - z0))
-            x = np.where(active[:, None], xu, x)
-            C = np.where(active[:, None, None], Cu, C)
-            t_prev = np.where(active, t, t_prev)
+            kf.predict(x, C, t - t_prev)
+            x, C = kf.update(x, C, z0 + (t - t_obs) * step)
+            t_prev = t
         kf.predict(x, C, timestamp - t_prev)
         tr.x[rows], tr.P[rows] = x, C
 

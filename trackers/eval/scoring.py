@@ -38,6 +38,19 @@ def write_tracker_results(out: Path, name: str, lines_per_seq: dict[str, list[st
         (d / f"{seq}.txt").write_text("\n".join(lines) + ("\n" if lines else ""))
 
 
+def dataset(out: Path, gt: Path, trackers: list[str], classes: list[str]):
+    """trackeval's ``Kitti2DBox`` over the results in ``out/trackers``."""
+    import trackeval  # bench dependency: imported only when scoring
+
+    ds_cfg = trackeval.datasets.Kitti2DBox.get_default_dataset_config()
+    ds_cfg.update({"GT_FOLDER": str(gt), "TRACKERS_FOLDER": str(out / "trackers"),
+                   "OUTPUT_FOLDER": str(out / "trackeval_out"), "TRACKERS_TO_EVAL": list(trackers),
+                   "CLASSES_TO_EVAL": [c.lower() for c in classes], "SPLIT_TO_EVAL": "training",
+                   "PRINT_CONFIG": False})
+    with contextlib.redirect_stdout(io.StringIO()):
+        return trackeval.datasets.Kitti2DBox(ds_cfg)
+
+
 def evaluate(out: Path, gt: Path, trackers: list[str], classes: list[str],
              parallel: bool = False) -> dict[str, dict[str, dict[str, float]]]:
     """Return {tracker: {class: {metric: value}}} with a 'combined' class when several are scored.
@@ -51,16 +64,11 @@ def evaluate(out: Path, gt: Path, trackers: list[str], classes: list[str],
                      "PRINT_CONFIG": False, "OUTPUT_SUMMARY": False, "OUTPUT_DETAILED": False,
                      "PLOT_CURVES": False, "PRINT_ONLY_COMBINED": True, "TIME_PROGRESS": False,
                      "DISPLAY_LESS_PROGRESS": True, "OUTPUT_EMPTY_CLASSES": False})
-    ds_cfg = trackeval.datasets.Kitti2DBox.get_default_dataset_config()
-    ds_cfg.update({"GT_FOLDER": str(gt), "TRACKERS_FOLDER": str(out / "trackers"),
-                   "OUTPUT_FOLDER": str(out / "trackeval_out"), "TRACKERS_TO_EVAL": list(trackers),
-                   "CLASSES_TO_EVAL": [c.lower() for c in classes], "SPLIT_TO_EVAL": "training",
-                   "PRINT_CONFIG": False})
     metrics = [trackeval.metrics.HOTA(), trackeval.metrics.CLEAR({"PRINT_CONFIG": False, "THRESHOLD": 0.5}),
                trackeval.metrics.Identity({"PRINT_CONFIG": False, "THRESHOLD": 0.5})]
     with contextlib.redirect_stdout(io.StringIO()):
         results, messages = trackeval.Evaluator(eval_cfg).evaluate(
-            [trackeval.datasets.Kitti2DBox(ds_cfg)], metrics)
+            [dataset(out, gt, trackers, classes)], metrics)
     res = results["Kitti2DBox"]
     table: dict[str, dict[str, dict[str, float]]] = {}
     for tracker in trackers:
