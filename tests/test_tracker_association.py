@@ -55,3 +55,38 @@ def test_assign_fast_path_equals_full_solver(seed):
     t, d = rng.integers(1, 30, size=2)
     sim = np.where(rng.random((t, d)) < rng.uniform(0.02, 0.3), rng.random((t, d)), 0.0)
     assert sorted(map(tuple, assign(sim, 0.3).tolist())) == _reference_assign(sim, 0.3)
+
+
+DEDUP_CASES = [
+    # name, boxes, scores, classes, max_iou, kept indices (input order)
+    ("spare_box_of_one_car_dropped", [[0, 0, 10, 10], [1, 0, 11, 10]], [0.6, 0.9], [2, 2], 0.5, [1]),
+    ("other_class_kept", [[0, 0, 10, 10], [1, 0, 11, 10]], [0.6, 0.9], [0, 2], 0.5, [0, 1]),
+    ("below_threshold_kept", [[0, 0, 10, 10], [5, 0, 15, 10]], [0.6, 0.9], [2, 2], 0.5, [0, 1]),
+    # chain a-b-c: b goes (under a), so c, which overlaps only b, stays
+    ("chain_keeps_the_far_end", [[0, 0, 10, 10], [2, 0, 12, 10], [4, 0, 14, 10]], [0.9, 0.8, 0.7], [2, 2, 2], 0.6,
+     [0, 2]),
+]
+
+
+@pytest.mark.parametrize("name, boxes, scores, classes, max_iou, kept", DEDUP_CASES, ids=[c[0] for c in DEDUP_CASES])
+def test_duplicate_free(name, boxes, scores, classes, max_iou, kept):
+    from pipeline.records import Detections
+    from trackers.association import duplicate_free
+
+    dets = Detections(np.array(boxes, np.float32), np.array(scores, np.float32), np.array(classes, np.int32))
+    assert duplicate_free(dets, max_iou).tolist() == kept
+
+
+def test_dedup_option_drops_the_spare_box_before_tracking():
+    from pipeline.records import Detections
+    from trackers import KalmanTracker, TrackerConfig
+
+    two = Detections(np.array([[0, 0, 50, 50], [2, 0, 52, 50]], np.float32), np.array([0.9, 0.8], np.float32),
+                     np.array([2, 2], np.int32))
+    counts = {}
+    for dedup in (0.0, 0.5):
+        tr = KalmanTracker(TrackerConfig(dedup_iou=dedup, min_hits=1))
+        for i in range(3):
+            out = tr.update(two, i * 0.1)
+        counts[dedup] = len(out)
+    assert counts == {0.0: 2, 0.5: 1}

@@ -27,6 +27,7 @@ BAD = [
     ("emit_longer_than_alive", {"max_coast_seconds": 1.0, "emit_coast_seconds": 2.0}, "emit_coast_seconds"),
     ("zero_noise", {"meas_noise": 0.0}, "meas_noise"),
     ("size_ratio_below_1", {"recovery_max_size_ratio": 0.9}, "recovery_max_size_ratio"),
+    ("dedup_iou_above_1", {"dedup_iou": 1.5}, "dedup_iou"),
 ]
 
 

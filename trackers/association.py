@@ -62,6 +62,19 @@ def size_ratio_ok(a: np.ndarray, b: np.ndarray, max_ratio: float) -> np.ndarray:
     return np.maximum(rw, rh) <= np.log(max_ratio) + 1e-12
 
 
+def duplicate_free(dets, max_iou: float) -> np.ndarray:
+    """Indices of the detections kept when, of each same-class pair with IoU > max_iou,
+    only the higher-scored one stays (greedy, highest score first), in input order."""
+    order = np.argsort(-dets.score, kind="stable")
+    xyxy, cls = dets.xyxy[order].astype(np.float64), dets.class_id[order]
+    overlap = (iou(xyxy, xyxy) > max_iou) & (cls[:, None] == cls[None, :])
+    keep = np.ones(len(order), bool)
+    for i in range(len(order)):
+        if keep[i]:
+            keep[i + 1:] &= ~overlap[i, i + 1:]
+    return np.sort(order[keep])
+
+
 SIMILARITIES = {"iou": iou, "giou": giou, "centre": centre_similarity}
 
 

@@ -25,6 +25,13 @@ class TrackerConfig:
     # Higher: fewer spurious tracks; lower: objects are picked up earlier.
     new_track_score: float = 0.7
 
+    # Before association, of two same-class detections overlapping with IoU above
+    # this, only the higher-scored one is kept (a detector without 2D NMS, e.g. 3D
+    # boxes projected to the image, gives two boxes for one object, and the spare
+    # one starts or steals a track). 0 disables; detectors with NMS are unaffected
+    # when this is above their NMS IoU.
+    dedup_iou: float = 0.0
+
     # --- association -------------------------------------------------------
     # Similarity used for matching: "iou"; "giou" (also scores non-overlapping
     # boxes, for small fast objects); "centre" (1 - centre distance / diagonal of
@@ -135,6 +142,7 @@ class TrackerConfig:
         need(-1.0 <= self.centre_pass_min_similarity <= 1.0, "centre_pass_min_similarity not in [-1, 1]")
         need(self.centre_pass_max_hits >= 1, "centre_pass_max_hits must be >= 1")
         need(self.centre_pass_max_size_ratio >= 1.0, "centre_pass_max_size_ratio must be >= 1")
+        need(0.0 <= self.dedup_iou <= 1.0, f"dedup_iou {self.dedup_iou} not in [0, 1]")
         need(self.recovery_max_size_ratio >= 1.0, "recovery_max_size_ratio must be >= 1")
         need(self.mahalanobis_gate >= 0, "mahalanobis_gate must be >= 0")
         need(self.min_hits >= 1, f"min_hits {self.min_hits} must be >= 1")

@@ -31,7 +31,7 @@ import numpy as np
 
 from pipeline.records import Detections
 
-from .association import SIMILARITIES
+from .association import SIMILARITIES, duplicate_free
 from .cmc import CameraMotion, warp_states
 from .config import TrackerConfig
 from .kalman import DIM, BoxKalman, state_box_to_xyxy, xyxy_to_state_box
@@ -146,6 +146,8 @@ class KalmanTracker(AssociationPasses):
                 warp_states(tr.x_obs, A, c.box_param)
                 tr.z_obs = self._warp_xyxy(tr.z_obs, A)
         pred = state_box_to_xyxy(tr.x[:, :DIM], c.box_param)          # (T, 4)
+        if c.dedup_iou > 0 and len(detections) > 1:
+            detections = detections[duplicate_free(detections, c.dedup_iou)]
         self._grow_extent(detections, image)
 
         # 3-5. association
