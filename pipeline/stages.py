@@ -179,15 +179,11 @@ class Chain:
         self.stages = stages
         self.threads = [threading.Thread(target=self._capture, name=capture_name, daemon=True)]
         for i, spec in enumerate(stages):
-            if spec.workers > 1:
-                shared = _Ordered(spec.workers, self.stop_event)
-                self.threads += [threading.Thread(target=self._run_worker,
-                                                  args=(spec, self.queues[i], self.queues[i + 1], shared),
-                                                  name=f"{spec.name}-{w}", daemon=True) for w in range(spec.workers)]
-            else:
-                self.threads.append(threading.Thread(target=self._run_stage,
-                                                     args=(spec, self.queues[i], self.queues[i + 1]),
-                                                     name=spec.name, daemon=True))
+            shared = _Ordered(spec.workers, self.stop_event)
+            self.threads += [threading.Thread(target=self._run_worker,
+                                              args=(spec, self.queues[i], self.queues[i + 1], shared),
+                                              name=spec.name if spec.workers == 1 else f"{spec.name}-{w}",
+                                              daemon=True) for w in range(spec.workers)]
 
     # -- lifecycle ---------------------------------------------------------------
     def start(self) -> "Chain":
@@ -249,31 +245,8 @@ class Chain:
                     self.fail(self.capture_name, e)
             out.put(END)
 
-    def _run_stage(self, spec: StageSpec, inq: BoundedQueue, outq: BoundedQueue) -> None:
-        try:
-            while True:
-                item = inq.get()
-                if item is END:
-                    break
-                t0 = time.perf_counter()
-                result = spec.fn(item)
-                self.stats.record(spec.name, time.perf_counter() - t0)
-                if result is not None:
-                    outq.put(result)
-        except Stopped:
-            pass
-        except BaseException as e:
-            self.fail(spec.name, e)
-        finally:
-            if spec.close is not None:
-                try:
-                    spec.close()
-                except BaseException as e:
-                    self.fail(spec.name, e)
-            outq.put(END)
-
     def _run_worker(self, spec: StageSpec, inq: BoundedQueue, outq: BoundedQueue, shared: _Ordered) -> None:
-        """One of ``spec.workers`` threads of a stage; results leave in input order."""
+        """One of a stage's ``spec.workers`` threads (usually the only one); results leave in input order."""
         try:
             while True:
                 seq, item = shared.take(inq)
