@@ -7,9 +7,11 @@
       -> dilated residual encoder (YOLOF): context for small objects
       -> head: shared conv tower, then per cell K x (tx ty tw th obj) + C class logits
 
-Box decoding (per cell (gx, gy), prior size pw x ph; anchor-free: K = 1, pw = ph = s):
-    cx = (gx + sigmoid(tx)) * s      explicit in-cell offset, always inside its cell
-    cy = (gy + sigmoid(ty)) * s
+Box decoding (per cell (gx, gy), prior size pw x ph; anchor-free: K = 1, pw = ph = s;
+offset span S = ``offset_span`` cells, centred on the cell centre):
+    cx = (gx + S * sigmoid(tx) - (S - 1) / 2) * s    S = 1: inside its cell (centre-cell assignment);
+    cy = (gy + S * sigmoid(ty) - (S - 1) / 2) * s    S > 1: up to S / 2 cells from the cell centre,
+                                                     for a cell next to the object's (centre sampling)
     w  = pw * exp(clamp(tw)),  h = ph * exp(clamp(th))
     score[c] = sigmoid(obj) * sigmoid(cls[c])
 
@@ -41,6 +43,7 @@ class FastDetConfig:
     depthwise: bool = True  # separable 3x3 convs in neck and head
     anchors: tuple[tuple[float, float], ...] = ()  # prior (w, h) in input pixels; empty: anchor-free
     trunk_blocks: int = 0  # MobileNetV2 only: keep the first N inverted-residual blocks (13: stride 16, 96 ch); 0 = all
+    offset_span: float = 1.0  # cells the predicted centre may range over, centred on the cell centre (1: its cell)
 
     def __post_init__(self) -> None:
         if self.stride not in (16, 32):
@@ -54,6 +57,8 @@ class FastDetConfig:
         if self.trunk_blocks and self.trunk_blocks < {16: 7, 32: 14}[self.stride]:
             raise ValueError(f"trunk_blocks {self.trunk_blocks} ends before stride {self.stride}; "
                              f"use at least {({16: 7, 32: 14})[self.stride]}")
+        if self.offset_span < 1:
+            raise ValueError(f"offset_span {self.offset_span} must be >= 1 (1: the centre stays in its cell)")
 
 
 def _conv3(c: int, depthwise: bool, dilation: int = 1) -> nn.Module:
@@ -161,15 +166,24 @@ class FastDet(nn.Module):
         out, stride = self.raw_maps(x)[0]
         return self.split(out, stride)
 
-    @staticmethod
-    def decode_boxes(params: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
+    def decode_boxes(self, params: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:
         """(..., 4) tx ty tw th with (..., 5) priors -> (..., 4) x1 y1 x2 y2 in input pixels."""
-        s = priors[..., 2]
-        cx = (priors[..., 0] + params[..., 0].sigmoid()) * s  # in-cell offset in [0, 1]
-        cy = (priors[..., 1] + params[..., 1].sigmoid()) * s
-        wh = params[..., 2:4].clamp(max=MAX_LOG_SIZE).exp()  # clamp before exp
-        return xywh_to_xyxy(cx, cy, wh[..., 0] * priors[..., 3], wh[..., 1] * priors[..., 4])
+        return decode_fastdet(params, priors, self.cfg.offset_span)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         params, scores, priors = self.raw(x)
         return torch.cat((self.decode_boxes(params, priors), scores), dim=-1)  # (B, N, 4 + C)
+
+
+def decode_fastdet(params: torch.Tensor, priors: torch.Tensor, offset_span: float = 1.0) -> torch.Tensor:
+    """(..., 4) tx ty tw th with (..., 5) priors gx gy s pw ph -> (..., 4) x1 y1 x2 y2 in input pixels.
+
+    The centre offset from the cell's corner is ``span * sigmoid(t) - (span - 1) / 2`` cells: in
+    [0, 1] for span 1 (bit for bit the in-cell ``sigmoid(t)``), 0.5 +- span / 2 in general.
+    """
+    s = priors[..., 2]
+    shift = (offset_span - 1) / 2
+    cx = (priors[..., 0] + params[..., 0].sigmoid() * offset_span - shift) * s
+    cy = (priors[..., 1] + params[..., 1].sigmoid() * offset_span - shift) * s
+    wh = params[..., 2:4].clamp(max=MAX_LOG_SIZE).exp()  # clamp before exp
+    return xywh_to_xyxy(cx, cy, wh[..., 0] * priors[..., 3], wh[..., 1] * priors[..., 4])

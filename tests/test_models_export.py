@@ -70,8 +70,11 @@ def test_yolox_nano_onnx_export_parity_and_metadata(tmp_path):
 
 
 @pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data not found at {DATA}")
-def test_fastdet_onnx_and_torchscript_export_parity(tmp_path):
-    spec = dataclasses.replace(load_variant("mobilenetv2_s16"), input_size=(192, 320))
+@pytest.mark.parametrize("offset_span", [1.0, 4.0])  # in-cell decode (first lite model), centre sampling (v2)
+def test_fastdet_onnx_and_torchscript_export_parity(tmp_path, offset_span):
+    spec = load_variant("mobilenetv2_s16")
+    spec = dataclasses.replace(spec, input_size=(192, 320),
+                               fastdet=dataclasses.replace(spec.fastdet, offset_span=offset_span))
     model = build_model(spec)
     torch.manual_seed(0)
     with torch.no_grad():  # a head with spread-out scores (no near-ties) and enough boxes over 0.3 for NMS

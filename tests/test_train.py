@@ -59,7 +59,9 @@ def tiny_dataset(tmp_path_factory) -> Path:
 def tiny_config(tmp_path: Path, data: Path, **schedule) -> Path:
     cfg = {
         "variant": "mobilenetv2_s16", "name": "tiny", "input_size": [128, 224],
-        "fastdet": {"trunk_blocks": 7, "channels": 16, "fusion": True, "dilations": [], "head_convs": 1},
+        "fastdet": {"trunk_blocks": 7, "channels": 16, "fusion": True, "dilations": [], "head_convs": 1,
+                    "offset_span": 4.0},
+        "loss": {"center_radius": [1.0, 1.5], "obj_iou": 0.5, "giou_weight": 1.0},  # the shipped recipe's assignment
         "data": {"train": [{"path": str(data)}], "val": [{"path": str(data), "select": "0:1"}]},
         "schedule": {"epochs": 1, "batch_size": 3, "lr": 0.01, "warmup_steps": 0, "eval_every": 0, "threads": 2,
                      "freeze_blocks": 3, **schedule},
@@ -111,6 +113,17 @@ def test_config_error_names_the_key(tmp_path, capsys):
     path.write_text(yaml.safe_dump({"variant": "no_such", "data": {"train": [{"path": "x"}]}}))
     assert main(["--config", str(path), "--no-progress"]) == 2
     assert "no_such" in capsys.readouterr().err
+
+
+def test_assignment_radius_needs_a_wide_enough_offset_span(tmp_path):
+    path = tmp_path / "c.yaml"
+    cfg = {"variant": "mobilenetv2_s16", "data": {"train": [{"path": "x"}]}, "loss": {"center_radius": [1.0, 1.5]}}
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="offset_span"):
+        load_config(path)
+    cfg["fastdet"] = {"offset_span": 4.0}
+    path.write_text(yaml.safe_dump(cfg))
+    assert load_config(path).loss.center_radius == (1.0, 1.5)
 
 
 def test_missing_dataset_is_a_one_line_error(tmp_path, capsys):

@@ -13,6 +13,7 @@ The config (validated; an unknown or mistyped key is a one-line error naming it)
       train: [{path: runs/train_data/pandaset_tiled, select: "0:60"}, ...]
       val:   [{path: runs/train_data/pandaset_tiled, select: "-20:"}, ...]
     schedule: {epochs: 40, batch_size: 8, lr: 0.002, ...}
+    loss: {center_radius: [1.0, 1.5], obj_iou: 0.5, giou_weight: 1.0}   # models/loss.py LossConfig
     augment: {scale: [0.75, 1.5], flip: 0.5, ...}
     out: runs/train/lite
     export_onnx: runs/train/lite/lite.onnx   # written at the end (optional)
@@ -56,7 +57,7 @@ import torch  # noqa: E402
 
 from models.checkpoint import save_checkpoint  # noqa: E402
 from models.export import export_onnx  # noqa: E402
-from models.loss import detection_loss  # noqa: E402
+from models.loss import LossConfig, check_assignment, detection_loss  # noqa: E402
 from models.registry import ModelSpec, build_model, load_variant, spec_from_mapping  # noqa: E402
 from pipeline.configtools import ConfigError, from_mapping, to_mapping  # noqa: E402
 from tools.datasets import DASHCAM_NAMES, DatasetError  # noqa: E402
@@ -132,6 +133,7 @@ class TrainConfig:
     input_size: tuple[int, int] | None = None
     fastdet: dict | None = None
     schedule: Schedule = Schedule()
+    loss: LossConfig = LossConfig()
     augment: AugmentConfig = AugmentConfig()
     out: str = "runs/train/default"
     export_onnx: str = ""
@@ -161,7 +163,12 @@ def model_spec(cfg: TrainConfig, where: str = "config") -> ModelSpec:
         base["fastdet"] = {**base["fastdet"], **cfg.fastdet}
     if base["family"] != "fastdet":
         raise ConfigError(f"{where}.variant: {cfg.variant!r} is a {base['family']} model; training supports fastdet")
-    return spec_from_mapping(base, where)
+    spec = spec_from_mapping(base, where)
+    try:
+        check_assignment(cfg.loss, spec.fastdet)
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return spec
 
 
 def resolve_path(p: str) -> Path:
@@ -357,7 +364,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True, log=
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, s, time_frac())
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                losses = detection_loss(model, x, targets, aux_weight=s.aux_weight)
+                losses = detection_loss(model, x, targets, aux_weight=s.aux_weight, cfg=cfg.loss)
             loss = losses["total"]
             if not torch.isfinite(loss):
                 raise TrainError(f"loss is {loss.item()} at step {step}; lower schedule.lr")
