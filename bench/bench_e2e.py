@@ -16,7 +16,6 @@ Configurations run in turn, --repeats times, and the medians are reported.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -24,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, SHARED, Looped
+from common import REPO, SHARED, Looped, markdown_table, write_json
 
 import cv2  # noqa: E402  (common imported cv2 before av)
 
@@ -170,18 +169,13 @@ def main() -> int:
     base = rows.get("naive", {}).get("fps")
     base_w = rows.get("naive+VideoWriter", {}).get("fps")
     print(f"\n{clip.name} looped to {args.frames} frames, median of {args.repeats}")
-    print("| configuration | frames | FPS | vs naive | vs naive+VideoWriter | CPU-ms/frame |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for name, r in rows.items():
-        vs = f"{r['fps'] / base:.2f}x" if base else "-"
-        vs_w = f"{r['fps'] / base_w:.2f}x" if base_w else "-"
-        cpu = f"{r['cpu_ms_per_frame']:.1f}" if r["cpu_ms_per_frame"] is not None else "-"
-        print(f"| {name} | {r['frames']} | {r['fps']:.1f} | {vs} | {vs_w} | {cpu} |")
+    table = [[name, r["frames"], f"{r['fps']:.1f}", f"{r['fps'] / base:.2f}x" if base else "-",
+              f"{r['fps'] / base_w:.2f}x" if base_w else "-",
+              f"{r['cpu_ms_per_frame']:.1f}" if r["cpu_ms_per_frame"] is not None else "-"] for name, r in rows.items()]
+    print(markdown_table(["configuration", "frames", "FPS", "vs naive", "vs naive+VideoWriter", "CPU-ms/frame"], table))
     if "ours" in rows and rows["ours"]["stages"]:
         print("\nours, p50 ms per stage: " + ", ".join(f"{k} {v:.2f}" for k, v in rows["ours"]["stages"].items()))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"args": vars(args), "results": rows}, indent=2) + "\n")
+    write_json(args.json, args, rows)
     return 0
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import statistics
 import sys
@@ -20,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import SHARED
+from common import SHARED, markdown_table, write_json
 
 import cv2  # noqa: E402  (common imported cv2 before av)
 
@@ -81,18 +80,15 @@ def main() -> int:
                                   tune=None if tune == "none" else tune, convert=convert))
     print(f"\n{clip.name}, {len(frames)} frames {frames[0].shape[1]}x{frames[0].shape[0]}, libx264 crf 23, "
           f"median of {args.repeats}, {os.cpu_count()} cores")
-    print("| preset | threads | tune | BGR->YUV | wall ms/frame | CPU ms/frame | kB/frame |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
     rows = []
     for g, rs in runs.items():
         row = dict(zip(("preset", "threads", "tune", "convert"), g))
         row.update({k: statistics.median(r[k] for r in rs) for k in ("wall_ms", "cpu_ms", "kb_per_frame")})
         rows.append(row)
-        print(f"| {g[0]} | {g[1]} | {g[2]} | {g[3]} | {row['wall_ms']:.1f} | {row['cpu_ms']:.1f} | "
-              f"{row['kb_per_frame']:.1f} |")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2) + "\n")
+    print(markdown_table(["preset", "threads", "tune", "BGR->YUV", "wall ms/frame", "CPU ms/frame", "kB/frame"],
+                         [[*g, f"{r['wall_ms']:.1f}", f"{r['cpu_ms']:.1f}", f"{r['kb_per_frame']:.1f}"]
+                          for g, r in zip(runs, rows)]))
+    write_json(args.json, args, rows)
     return 0
 
 

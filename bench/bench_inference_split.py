@@ -11,7 +11,6 @@ Configurations are interleaved over the repeats; medians are reported.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -19,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import SHARED
+from common import SHARED, markdown_table, write_json
 
 import cv2  # noqa: E402  (common imported cv2 before av)
 
@@ -78,18 +77,13 @@ def main() -> int:
             results[s].append(run(dets[s], batches, s[0]))
     print(f"\n{Path(any_det.cfg.model).name}, {len(batches)} frames of {clip.name}, {os.cpu_count()} cores, "
           f"median of {args.repeats}")
-    print("| workers | threads per call | img/s | CPU ms/img | vs the first row |")
-    print("| --- | --- | --- | --- | --- |")
-    rows = []
-    base = statistics.median(r["img_s"] for r in results[splits[0]])
-    for s in splits:
-        img_s = statistics.median(r["img_s"] for r in results[s])
-        cpu = statistics.median(r["cpu_ms"] for r in results[s])
-        rows.append({"workers": s[0], "threads": s[1], "img_s": img_s, "cpu_ms": cpu})
-        print(f"| {s[0]} | {s[1]} | {img_s:.1f} | {cpu:.1f} | {img_s / base:.2f}x |")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2) + "\n")
+    rows = [{"workers": s[0], "threads": s[1], "img_s": statistics.median(r["img_s"] for r in results[s]),
+             "cpu_ms": statistics.median(r["cpu_ms"] for r in results[s])} for s in splits]
+    base = rows[0]["img_s"]
+    print(markdown_table(["workers", "threads per call", "img/s", "CPU ms/img", "vs the first row"],
+                         [[r["workers"], r["threads"], f"{r['img_s']:.1f}", f"{r['cpu_ms']:.1f}",
+                           f"{r['img_s'] / base:.2f}x"] for r in rows]))
+    write_json(args.json, args, rows)
     return 0
 
 

@@ -13,13 +13,12 @@ and the pipeline's per-stage table.  Writes JSON with --json.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from common import Looped  # noqa: E402  (puts the repo on sys.path, imports cv2 first)
+from common import Looped, markdown_table, write_json  # noqa: E402  (puts the repo on sys.path, imports cv2 first)
 
 from pipeline.config import DEFAULT_CONFIG, load_config  # noqa: E402
 from pipeline.onnx_detector import build_detector  # noqa: E402
@@ -95,14 +94,13 @@ def main() -> int:
         print(f"\n{clip} x{times} ({row['frames']} frames), median pipeline run:", file=sys.stderr)
         print(format_table(best["report"]), file=sys.stderr)
 
-    print("\n| clip | frames | loop FPS | pipeline FPS | ratio | loop CPU-ms/frame | pipeline CPU-ms/frame |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for r in results:
-        print(f"| {r['clip']} | {r['frames']} | {r['loop_fps']:.1f} | {r['pipeline_fps']:.1f} | {r['ratio']:.2f}x | "
-              f"{r['loop_cpu_ms']:.1f} | {r['pipeline_cpu_ms']:.1f} |")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"args": vars(args), "results": results}, indent=2) + "\n")
+    print()
+    print(markdown_table(["clip", "frames", "loop FPS", "pipeline FPS", "ratio", "loop CPU-ms/frame",
+                          "pipeline CPU-ms/frame"],
+                         [[r["clip"], r["frames"], f"{r['loop_fps']:.1f}", f"{r['pipeline_fps']:.1f}",
+                           f"{r['ratio']:.2f}x", f"{r['loop_cpu_ms']:.1f}", f"{r['pipeline_cpu_ms']:.1f}"]
+                          for r in results]))
+    write_json(args.json, args, results)
     return 0
 
 

@@ -1,10 +1,12 @@
 """Helpers shared by the bench scripts."""
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -46,6 +48,22 @@ class Looped(Source):
             src.close()
             offset += last + 1.0 / (self.fps or 25.0)
             passes += 1
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    """A markdown table: the header, the separator and one line per row (cells already formatted)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_json(path: str | Path | None, args, results) -> None:
+    """``{"args": vars(args), "results": results}`` to ``path`` (parents made); nothing when path is empty."""
+    if not path:
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"args": vars(args), "results": results}, indent=2) + "\n")
 
 
 def rss_mb() -> float:
@@ -97,11 +115,23 @@ class StreamServer:
         self.proc = None
 
     def start(self, timeout: float = 10.0) -> float:
-        """Start and wait until it listens; returns that moment (time.monotonic)."""
-        self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        if not wait_until(lambda: port_listening(self.port), timeout):
-            raise RuntimeError(f"ffmpeg did not listen on port {self.port}")
-        return time.monotonic()
+        """Start and wait until it listens; returns that moment (time.monotonic).  An ffmpeg that
+        exits before listening (the port still held by the connection just killed) is started again."""
+        deadline = time.monotonic() + timeout
+        why = "no reason printed"
+        while time.monotonic() < deadline:
+            log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a long run cannot fill it and block ffmpeg
+            self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=log)
+            while self.proc.poll() is None and time.monotonic() < deadline:
+                if port_listening(self.port):
+                    return time.monotonic()
+                time.sleep(0.05)
+            if self.proc.poll() is not None:
+                log.seek(0)
+                why = (log.read().strip().splitlines() or [f"exit {self.proc.returncode}"])[-1]
+                time.sleep(0.2)
+        self.kill()
+        raise RuntimeError(f"ffmpeg did not listen on port {self.port} within {timeout:g} s: {why}")
 
     def kill(self) -> None:
         if self.proc is not None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import REPO, VIDEOS, YOLOX_ONNX, need, need_tool
+from conftest import REPO, YOLOX_ONNX, need, need_tool
 
 sys.path.insert(0, str(REPO / "bench"))
 from common import StreamServer, free_port, wait_until  # noqa: E402

@@ -363,7 +363,6 @@ def run(args: argparse.Namespace) -> dict:
     except OSError as e:
         raise LabelError(f"--out {out}: cannot create ({e.strerror})") from None
     labels: list[ImageLabels] = []
-    scores: list[np.ndarray] = []
     frames_info, sources_info = [], []
     t_label = t_total = 0.0
     t0 = time.monotonic()

@@ -37,13 +37,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import shlex
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2  # noqa: F401  (before av)
@@ -380,7 +379,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True, log=
             running["n"] = running.get("n", 0) + 1
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.3f}", epoch=epoch + 1)
+                bar.set_postfix(loss=f"{loss.item():.3f}", epoch=epoch + 1)
         epoch += 1
         mean = {k: v / running["n"] for k, v in running.items() if k != "n"} if running.get("n") else {}
         entry = {"epoch": epoch, "step": step, "lr": lr_at(step - 1, total, s, time_frac()), "loss": mean,
