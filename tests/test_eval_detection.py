@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from tools.datasets import DASHCAM_NAMES, ImageLabels
-from tools.eval_detection import average_precision, coco_map, evaluate, main, select, to_dashcam
+from tools.detection_metrics import average_precision, coco_map, evaluate
+from tools.eval_detection import main, select, to_dashcam
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

@@ -14,7 +14,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tools.train import TrainError, load_config, main, train  # noqa: E402
+from tools.train import main, train  # noqa: E402
+from tools.training.config import TrainError, load_config  # noqa: E402
 from pipeline.configtools import ConfigError  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
