@@ -7,6 +7,7 @@ On one 1280x720 clip looped to --frames, YOLOX-Nano ONNX, tracker on:
   ours             run_stream's Runner (threaded stage chain), no output file
   ours+h264        the same + --save-video (PyAV libx264)
   ours x4 streams  4 copies of the clip at once, one shared detector (total FPS)
+  ours, lite       ours with the shipped detector (configs/detectors/lite.yaml) instead of YOLOX-Nano
   ultralytics      YOLO("yolo11n.yaml").track(imgsz=640), random weights, in --ultra-python
                    (a venv with ultralytics; skipped when absent)
 Configurations run in turn, --repeats times, and the medians are reported.
@@ -27,7 +28,7 @@ from common import REPO, SHARED, Looped, markdown_table, write_json
 
 import cv2  # noqa: E402  (common imported cv2 before av)
 
-from pipeline.config import DEFAULT_CONFIG, load_config
+from pipeline.config import DEFAULT_CONFIG, detector_preset, load_config
 from pipeline.detector import Batch, Letterbox
 from pipeline.multi import MultiRunner
 from pipeline.onnx_detector import build_detector, letterbox_image
@@ -140,6 +141,8 @@ def main() -> int:
     if args.spin is not None:
         over["detector.spin"] = args.spin == "yes"
     cfg = load_config(DEFAULT_CONFIG, over)
+    lite = {f"detector.{k}": v for k, v in detector_preset("lite").items()}
+    cfg_lite = load_config(DEFAULT_CONFIG, dict(lite, **over))
     tmp = Path(tempfile.mkdtemp())
     cfg_h264 = load_config(DEFAULT_CONFIG, dict(over, **{"output.save_video": str(tmp / "ours.mp4")}))
     runs = {
@@ -148,6 +151,7 @@ def main() -> int:
         "ours": lambda: ours(cfg, clip, args.frames),
         "ours --save-video (H.264)": lambda: ours(cfg_h264, clip, args.frames),
         "ours, 4 streams (total)": lambda: ours(cfg, clip, args.frames // 4, streams=4),
+        "ours, lite model": lambda: ours(cfg_lite, clip, args.frames),
         "ultralytics yolo11n track": lambda: ultralytics(args.ultra_python, clip, args.frames),
     }
     if args.only:
