@@ -98,6 +98,18 @@ def test_recovery_corrects_drift_from_coasting():
     assert results[True] <= results[False] + 1e-6
 
 
+@pytest.mark.parametrize("missed, replays", [(1, 0), (2, 1), (5, 1)])
+def test_only_gaps_of_two_or_more_frames_are_replayed(missed, replays):
+    """After one missed frame the track is updated directly (the replay's one midpoint
+    observation changes little); longer gaps are re-run from the last observation."""
+    tracker = KalmanTracker(TrackerConfig())
+    for f in range(12 + missed):
+        x = 100 + 5 * f
+        out = tracker.update(dets((x, 50, x + 60, 90)) if not 6 <= f < 6 + missed else dets(), f * 0.1)
+    assert out.track_id.tolist() == [1] and not out.coasted.any()
+    assert tracker.stats.recoveries == 1 and tracker.stats.replays == replays
+
+
 def test_two_objects_keep_their_ids_and_ids_count_per_instance():
     a = [KalmanTracker(TrackerConfig(min_hits=1)) for _ in range(2)]
     for tracker in a:

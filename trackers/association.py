@@ -3,7 +3,7 @@
 Similarity matrices are (T, D): rows are tracks, columns detections, higher is
 better.  ``assign`` maximises total similarity with
 ``scipy.optimize.linear_sum_assignment`` and drops pairs below the gate or of
-different classes; isolated one-to-one pairs skip the solver.
+different classes; in large matrices, isolated one-to-one pairs skip the solver.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 _EMPTY_PAIRS = np.zeros((0, 2), dtype=np.int64)
+_SMALL = 64 * 64   # up to this many track-detection pairs the solver runs on the whole matrix
 
 
 def _area(b: np.ndarray) -> np.ndarray:
@@ -19,13 +20,21 @@ def _area(b: np.ndarray) -> np.ndarray:
 
 def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """a (T,4), b (D,4) xyxy -> (T, D) intersection over union."""
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    iw = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
-    ih = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
-    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
-    union = _area(a)[:, None] + _area(b)[None, :] - inter
-    return inter / np.maximum(union, 1e-9)
+    at = np.asarray(a, np.float64).T.copy()[:, :, None]     # (4, T, 1): contiguous coordinate columns
+    bt = np.asarray(b, np.float64).T.copy()[:, None, :]     # (4, 1, D)
+    inter = np.minimum(at[2], bt[2])
+    inter -= np.maximum(at[0], bt[0])
+    np.maximum(inter, 0.0, out=inter)
+    ih = np.minimum(at[3], bt[3])
+    ih -= np.maximum(at[1], bt[1])
+    np.maximum(ih, 0.0, out=ih)
+    inter *= ih
+    union = np.maximum(at[2] - at[0], 0.0) * np.maximum(at[3] - at[1], 0.0) \
+        + np.maximum(bt[2] - bt[0], 0.0) * np.maximum(bt[3] - bt[1], 0.0)
+    union -= inter
+    np.maximum(union, 1e-9, out=union)
+    inter /= union
+    return inter
 
 
 def giou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -93,6 +102,10 @@ def assign(sim: np.ndarray, gate: float, track_cls: np.ndarray | None = None,
         valid &= track_cls[:, None] == det_cls[None, :]
     if not valid.any():
         return _EMPTY_PAIRS
+    if sim.size <= _SMALL:   # the solver alone is cheaper than finding lone pairs
+        rows, cols = linear_sum_assignment(np.where(valid, -sim, 10.0))
+        keep = valid[rows, cols]
+        return np.stack([rows[keep], cols[keep]], axis=1)
     # A track and a detection that have exactly one valid pair, with each other,
     # form a component of their own: matched without the solver (exact, and
     # the common case).  The solver gets the rest.

@@ -68,6 +68,7 @@ class BoxKalman:
             self.accel = np.array([accel_pos, accel_pos, accel_size, accel_size], dtype=np.float64)
         self.accel_sq = self.accel ** 2
         self.init_vel_std = float(init_vel_std)
+        self._q_dt, self._q_unit = None, None
 
     # -- the matrices, for the filterpy cross-check --------------------------
     @staticmethod
@@ -102,7 +103,7 @@ class BoxKalman:
         """In place for all rows: x <- F x, P <- F P F' + Q (blockwise), dt in seconds.
 
         Per component, (var b, cov, var v) <- A (var b, cov, var v) + q (dt^3/3, dt^2/2, dt)
-        with A = [[1, 2dt, dt^2], [0, 1, dt], [0, 0, 1]]: one batched matmul.
+        with A = [[1, 2dt, dt^2], [0, 1, dt], [0, 0, 1]], written out as element-wise steps.
         """
         if len(x) == 0:
             return
@@ -111,13 +112,18 @@ class BoxKalman:
             wh = np.maximum(b[:, 2:] - b[:, :2], 1.0)
         else:
             wh = np.maximum(b[:, 2:], 1.0)
-        q = (wh[:, 0] * wh[:, 1])[:, None, None] * (self.accel_sq * np.array([[dt ** 3 / 3], [dt * dt / 2], [dt]]))
+        if dt != self._q_dt:      # the noise pattern per unit area, kept while dt repeats
+            self._q_dt, self._q_unit = dt, self.accel_sq * np.array([[dt ** 3 / 3], [dt * dt / 2], [dt]])
+        q = (wh[:, 0] * wh[:, 1])[:, None, None] * self._q_unit
         b += dt * x[:, DIM:]
-        A = np.array([[1.0, 2 * dt, dt * dt], [0.0, 1.0, dt], [0.0, 0.0, 1.0]])
-        np.add(np.matmul(A, C), q, out=C)
+        pp, pv, vv = C[:, 0], C[:, 1], C[:, 2]   # views: A C written out, pp first (it reads the prior pv)
+        pp += (2 * dt) * pv + (dt * dt) * vv
+        pv += dt * vv
+        C += q
 
-    def update(self, x: np.ndarray, C: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return updated copies (x, C) for rows x (M, 8), C (M, 3, 4) and measurements z (M, 4)."""
+    def update(self, x: np.ndarray, C: np.ndarray, z: np.ndarray, copy: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Return updated (x, C) for rows x (M, 8), C (M, 3, 4) and measurements z (M, 4): copies, or with
+        ``copy=False`` the arrays given, updated in place (for callers that pass rows gathered by index)."""
         if len(x) == 0:
             return x, C
         if self.param == "xyxy":
@@ -125,7 +131,8 @@ class BoxKalman:
         else:
             w, h = z[:, 2], z[:, 3]
         r = (self.meas_noise ** 2) * (np.maximum(w, 1.0) * np.maximum(h, 1.0))[:, None]   # (M, 1)
-        x, C = x.copy(), C.copy()
+        if copy:
+            x, C = x.copy(), C.copy()
         pp, pv, vv = C[:, 0], C[:, 1], C[:, 2]
         s = pp + r                                   # innovation variance (M, 4)
         k_b, k_v = pp / s, pv / s                    # Kalman gains for b and db/dt
