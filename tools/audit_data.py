@@ -51,8 +51,8 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools.datasets import (FORMATS, DatasetError, ImageLabels, LabelSet, image_size, read_labels,  # noqa: E402
-                            write_coco, write_yolo)
+from tools.datasets import FORMATS, DatasetError, ImageLabels, LabelSet, image_size, read_labels  # noqa: E402
+from tools.label_formats import write_coco, write_yolo  # noqa: E402
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 IMAGE_CHECKS = ("dark", "bright", "blur", "near-duplicate")

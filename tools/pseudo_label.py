@@ -49,7 +49,8 @@ if __package__ in (None, ""):
 import pipeline  # noqa: E402,F401  (imports cv2 before av)
 from pipeline.onnx_detector import nms_per_class  # noqa: E402
 from pipeline.records import Detections  # noqa: E402
-from tools.datasets import DASHCAM_NAMES, ImageLabels, coco_dict, write_yolo  # noqa: E402
+from tools.datasets import DASHCAM_NAMES, ImageLabels  # noqa: E402
+from tools.label_formats import coco_dict, write_yolo  # noqa: E402
 
 EXIT_OK, EXIT_USAGE = 0, 2
 PRESETS = ("yolox_nano", "nanodet_m")

@@ -26,7 +26,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from tools.datasets import DASHCAM_NAMES, DatasetError, ImageLabels, canonical_class, read_yolo
+from tools.datasets import DASHCAM_NAMES, DatasetError, ImageLabels, canonical_class
+from tools.label_formats import read_yolo
 
 
 @dataclass(frozen=True)
