@@ -1,4 +1,4 @@
-"""tools/pseudo_label.py: tiling, inner-edge box dropping, weighted box fusion, and a real labelling run."""
+"""tools/pseudo_label.py and tools/tiling.py: tiling, inner-edge box dropping, weighted box fusion, and a real labelling run."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from pipeline.records import Detections
-from tools.pseudo_label import (cut_by_inner_edge, detect_tiled, flip_boxes, main, tile_grid, tile_starts,
-                                weighted_boxes_fusion)
+from tools.pseudo_label import main
+from tools.tiling import cut_by_inner_edge, detect_tiled, flip_boxes, tile_grid, tile_starts, weighted_boxes_fusion
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
