@@ -198,13 +198,14 @@ class KalmanTracker(AssociationPasses):
             replay = gap & (tr.t_obs[ti] < earlier - _SAME_TIME)
             if c.reupdate_on_recovery and replay.any():
                 self._replay_gap(ti[replay], z[replay], timestamp)
-            tr.x[ti], tr.P[ti] = self.kf.update(tr.x[ti], tr.P[ti], z, copy=False)   # gathered rows: copies already
+            x_new, P_new = self.kf.update(tr.x[ti], tr.P[ti], z, copy=False)   # gathered rows: copies already
+            tr.x[ti], tr.P[ti] = x_new, P_new
+            tr.x_obs[ti], tr.P_obs[ti] = x_new, P_new
             self.stats.recoveries += int(gap.sum())
             tr.hits[ti] += 1
             tr.score[ti] = det_score[di]
             tr.t_obs[ti] = timestamp
             tr.z_obs[ti] = det_xyxy[di]
-            tr.x_obs[ti], tr.P_obs[ti] = tr.x[ti], tr.P[ti]
             tr.confirmed[ti] |= tr.hits[ti] >= c.min_hits
 
         # output rows are gathered before removals and births change indices
