@@ -95,7 +95,7 @@ RECOVERY_SIZE_CASES = [
 
 @pytest.mark.parametrize("name,overrides,expected", RECOVERY_SIZE_CASES, ids=[c[0] for c in RECOVERY_SIZE_CASES])
 def test_recovery_pass_size_gate(name, overrides, expected):
-    cfg = TrackerConfig(centre_pass=False, relink=False, **overrides)
+    cfg = TrackerConfig(centre_pass=False, relink=False, recovery_pass=True, **overrides)
     _, seen = ids_over(BIGGER_AT_LAST_SEEN, cfg)
     assert seen[5] == [1]
     assert seen[-1] == expected, name

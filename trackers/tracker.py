@@ -6,7 +6,7 @@ Per frame, in this order:
 3. pass 1: confirmed, then tentative tracks vs detections >= high_score (gated
    Hungarian on IoU of the predicted box);
 4. pass 2: unmatched confirmed tracks vs detections in [low_score, high_score);
-5. leftovers only: recovery by last observed box, centre-distance pass,
+5. leftovers only: optional recovery by last observed box (off by default), centre-distance pass,
    optional Mahalanobis pass; then relink (a detection about to confirm a new
    track goes to a nearby coasting track instead, so the id survives);
    these live in ``passes.py``;
