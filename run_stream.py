@@ -17,7 +17,7 @@ import yaml
 
 import cv2  # noqa: F401  (cv2 before av: see pipeline/__init__.py)
 
-from pipeline.config import CONFIG_DIR, DEFAULT_CONFIG, detector_preset, load_config
+from pipeline.config import DEFAULT_CONFIG, load_config, model_overrides
 from pipeline.configtools import ConfigError
 from pipeline.onnx_detector import DetectorError
 from pipeline.outputs import OutputError
@@ -61,20 +61,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 SHIPPED_MODEL = "lite"       # configs/detectors/lite.yaml -> models/weights/lite.onnx
 
 
-def _model_overrides(model: str) -> dict:
-    """--model as config overrides for the detector section."""
-    path = Path(model)
-    if path.suffix in (".yaml", ".yml") or (CONFIG_DIR / "detectors" / f"{model}.yaml").is_file():
-        return {f"detector.{k}": v for k, v in detector_preset(model).items()}
-    if path.suffix == ".onnx":
-        return {"detector.backend": "onnx", "detector.model": str(path.resolve()), "detector.format": "auto"}
-    return {"detector.backend": "torch", "detector.model": model}
-
-
 def build_config(args: argparse.Namespace):
     overrides = {}
     if args.model:
-        overrides.update(_model_overrides(args.model))
+        overrides.update(model_overrides(args.model))
     overrides.update({
         "output.save_video": args.save_video,
         "output.save_json": args.save_json,
@@ -96,7 +86,7 @@ def build_config(args: argparse.Namespace):
         # machine still gets boxes, from the model this repository ships.
         print(f"note: {cfg.detector.model} not found; using the shipped model ({SHIPPED_MODEL}, "
               "see models/MODEL_CARD.md)", file=sys.stderr)
-        overrides.update(_model_overrides(SHIPPED_MODEL))
+        overrides.update(model_overrides(SHIPPED_MODEL))
         cfg = load_config(args.config, overrides)
     return cfg
 

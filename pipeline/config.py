@@ -198,6 +198,17 @@ def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | N
         raise ConfigError(f"{path}: {e}") from None
 
 
+def model_overrides(model: str) -> dict:
+    """A ``--model`` value (preset name or YAML, .onnx file, or ``models/`` variant / checkpoint) as
+    config overrides of the detector section."""
+    path = Path(model)
+    if path.suffix in (".yaml", ".yml") or (CONFIG_DIR / "detectors" / f"{model}.yaml").is_file():
+        return {f"detector.{k}": v for k, v in detector_preset(model).items()}
+    if path.suffix == ".onnx":
+        return {"detector.backend": "onnx", "detector.model": str(path.resolve()), "detector.format": "auto"}
+    return {"detector.backend": "torch", "detector.model": model}
+
+
 def detector_preset(name_or_path: str) -> dict:
     """A detector section from ``configs/detectors/<name>.yaml`` or a YAML path, model path resolved."""
     p = Path(name_or_path)
