@@ -24,11 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, SHARED, Looped, markdown_table, write_json
+from common import REPO, SHARED, Looped, clip_file, markdown_table, write_json
 
 import cv2  # noqa: E402  (common imported cv2 before av)
 
-from pipeline.config import DEFAULT_CONFIG, detector_preset, load_config
+from pipeline.config import DEFAULT_CONFIG, load_config, model_overrides
 from pipeline.detector import Batch, Letterbox
 from pipeline.multi import MultiRunner
 from pipeline.onnx_detector import build_detector, letterbox_image
@@ -119,7 +119,7 @@ def ultralytics(python: str, clip: Path, frames: int) -> dict | None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clip", default=str(SHARED / "videos" / "udacity" / "test_small2.mp4"))
+    ap.add_argument("--clip", type=clip_file, default=str(SHARED / "videos" / "udacity" / "test_small2.mp4"))
     ap.add_argument("--frames", type=int, default=500)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None, help="ours: onnxruntime intra-op threads (default: the config's)")
@@ -128,10 +128,7 @@ def main() -> int:
     ap.add_argument("--only", help="comma list of configurations to run")
     ap.add_argument("--json")
     args = ap.parse_args()
-    clip = Path(args.clip)
-    if not clip.is_file():
-        print(f"error: {clip} not found; pass --clip FILE", file=sys.stderr)
-        return 2
+    clip = args.clip
     over = {"output.show": "no", "output.progress": False, "pipeline.track": True}
     # The naive loop at onnxruntime's fastest setting for one model alone on this CPU
     # (2 intra-op threads, spinning: 16.3 ms vs 20.8 ms with its default thread count).
@@ -141,8 +138,7 @@ def main() -> int:
     if args.spin is not None:
         over["detector.spin"] = args.spin == "yes"
     cfg = load_config(DEFAULT_CONFIG, over)
-    lite = {f"detector.{k}": v for k, v in detector_preset("lite").items()}
-    cfg_lite = load_config(DEFAULT_CONFIG, dict(lite, **over))
+    cfg_lite = load_config(DEFAULT_CONFIG, dict(model_overrides("lite"), **over))
     tmp = Path(tempfile.mkdtemp())
     cfg_h264 = load_config(DEFAULT_CONFIG, dict(over, **{"output.save_video": str(tmp / "ours.mp4")}))
     runs = {

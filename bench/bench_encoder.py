@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import SHARED, markdown_table, write_json
+from common import SHARED, clip_file, markdown_table, write_json
 
 import cv2  # noqa: E402  (common imported cv2 before av)
 
@@ -55,7 +55,7 @@ def encode(frames: list, out: Path, **kw) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clip", default=str(SHARED / "videos" / "udacity" / "test_small2.mp4"))
+    ap.add_argument("--clip", type=clip_file, default=str(SHARED / "videos" / "udacity" / "test_small2.mp4"))
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--presets", default="ultrafast,superfast,veryfast")
@@ -64,10 +64,7 @@ def main() -> int:
     ap.add_argument("--convert", default="opencv,ffmpeg", help="BGR->YUV 4:2:0 by OpenCV or by FFmpeg's swscale")
     ap.add_argument("--json")
     args = ap.parse_args()
-    clip = Path(args.clip)
-    if not clip.is_file():
-        print(f"error: {clip} not found; pass --clip FILE", file=sys.stderr)
-        return 2
+    clip = args.clip
     frames = load_frames(clip, args.frames)
     tmp = Path(tempfile.mkdtemp())
     grid = list(itertools.product(args.presets.split(","), [int(t) for t in args.threads.split(",")],

@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import SHARED, markdown_table, write_json
+from common import SHARED, clip_file, markdown_table, write_json
 
 import cv2  # noqa: E402  (common imported cv2 before av)
 
@@ -45,17 +45,14 @@ def run(det, batches: list, workers: int) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clip", default=str(SHARED / "videos" / "udacity" / "test_small2.mp4"))
+    ap.add_argument("--clip", type=clip_file, default=str(SHARED / "videos" / "udacity" / "test_small2.mp4"))
     ap.add_argument("--config", default=str(DEFAULT_CONFIG), help="detector from this config (default: YOLOX-Nano)")
     ap.add_argument("--splits", default="1x2,1x1,2x1", help="WORKERSxTHREADS list; the first is the baseline")
     ap.add_argument("--images", type=int, default=150)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json")
     args = ap.parse_args()
-    clip = Path(args.clip)
-    if not clip.is_file():
-        print(f"error: {clip} not found; pass --clip FILE", file=sys.stderr)
-        return 2
+    clip = args.clip
     splits = [tuple(int(v) for v in s.split("x")) for s in args.splits.split(",")]
     dets = {s: build_detector(load_config(args.config, {"detector.workers": s[0], "detector.threads": s[1]}).detector)
             for s in splits}

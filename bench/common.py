@@ -1,6 +1,7 @@
 """Helpers shared by the bench scripts."""
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import socket
@@ -48,6 +49,14 @@ class Looped(Source):
             src.close()
             offset += last + 1.0 / (self.fps or 25.0)
             passes += 1
+
+
+def clip_file(value: str) -> Path:
+    """argparse ``type`` of ``--clip``: an existing file, else the usage error (exit 2) names it and the fix."""
+    path = Path(value)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{path} not found; pass --clip FILE")
+    return path
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:

@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import SHARED, StreamServer, free_port, wait_until
+from common import SHARED, StreamServer, clip_file, free_port, wait_until
 
 from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.runner import Runner
@@ -23,13 +23,13 @@ from pipeline.runner import Runner
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clip", default=str(SHARED / "videos" / "udacity" / "test_small2.mp4"))
+    ap.add_argument("--clip", type=clip_file, default=str(SHARED / "videos" / "udacity" / "test_small2.mp4"))
     ap.add_argument("--trials", type=int, default=3)
     ap.add_argument("--outage", type=float, default=3.0, help="seconds the server stays down")
     ap.add_argument("--timeout", type=float, default=5.0, help="source.reconnect_timeout_s")
     ap.add_argument("--json")
     args = ap.parse_args()
-    server = StreamServer(Path(args.clip), free_port())
+    server = StreamServer(args.clip, free_port())
     cfg = load_config(DEFAULT_CONFIG, {"output.show": "no", "output.progress": False,
                                        "source.reconnect_timeout_s": args.timeout})
     server.start()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import SHARED, Looped, rss_mb
+from common import SHARED, Looped, clip_file, rss_mb
 
 from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.runner import Runner
@@ -27,7 +27,7 @@ from pipeline.runner import Runner
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=30.0)
-    ap.add_argument("--clip", default=str(SHARED / "videos" / "udacity" / "test_small2.mp4"))
+    ap.add_argument("--clip", type=clip_file, default=str(SHARED / "videos" / "udacity" / "test_small2.mp4"))
     ap.add_argument("--every", type=float, default=5.0, help="seconds between memory samples")
     ap.add_argument("--warmup", type=float, default=0.25, help="fraction of the run left out of the slope fit")
     ap.add_argument("--max-slope", type=float, default=2.0, help="MB/min allowed after warm-up")
@@ -36,10 +36,7 @@ def main() -> int:
     ap.add_argument("--track", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--json", help="write samples and the result here")
     args = ap.parse_args()
-    clip = Path(args.clip)
-    if not clip.is_file():
-        print(f"error: {clip} not found; pass --clip FILE", file=sys.stderr)
-        return 2
+    clip = args.clip
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(DEFAULT_CONFIG, {"output.show": "no", "output.progress": False,
