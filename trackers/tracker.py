@@ -190,12 +190,13 @@ class KalmanTracker(AssociationPasses):
         # 6. Kalman update (re-update from the last observation after a gap)
         if len(m):
             z = xyxy_to_state_box(det_xyxy[di], c.box_param)
-            gap = tr.t_obs[ti] < (prev_t if prev_t is not None else timestamp) - _SAME_TIME
+            t_last = tr.t_obs[ti]
+            gap = t_last < (prev_t if prev_t is not None else timestamp) - _SAME_TIME
             # Replayed only after two or more missed frames: after one, the replay's single
             # virtual observation (the midpoint) changes little (KITTI scores are the same)
             # and it was the costliest step of a frame with a few one-frame misses.
             earlier = self._times[-2] if len(self._times) >= 2 else -np.inf
-            replay = gap & (tr.t_obs[ti] < earlier - _SAME_TIME)
+            replay = t_last < earlier - _SAME_TIME     # (implies gap: earlier < prev_t)
             if c.reupdate_on_recovery and replay.any():
                 self._replay_gap(ti[replay], z[replay], timestamp)
             x_new, P_new = self.kf.update(tr.x[ti], tr.P[ti], z, copy=False)   # gathered rows: copies already
