@@ -41,6 +41,10 @@ class Frame:
         return int(self.image.shape[1])
 
 
+_COLUMNS = (("score", np.float32), ("class_id", np.int32), ("track_id", np.int64), ("coasted", np.bool_))
+_REQUIRED = ("score", "class_id")
+
+
 def _readonly(a: np.ndarray) -> np.ndarray:
     a.flags.writeable = False
     return a
@@ -65,24 +69,23 @@ class Detections:
     coasted: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        xyxy = np.ascontiguousarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
+        # (runs for every record of every frame: reshape and checks only where needed)
+        xyxy = np.ascontiguousarray(self.xyxy, dtype=np.float32)
+        if xyxy.ndim != 2 or xyxy.shape[1] != 4:
+            xyxy = xyxy.reshape(-1, 4)
         n = len(xyxy)
-        score = np.ascontiguousarray(self.score, dtype=np.float32).reshape(-1)
-        class_id = np.ascontiguousarray(self.class_id, dtype=np.int32).reshape(-1)
-        if len(score) != n or len(class_id) != n:
-            raise ValueError(
-                f"Detections: xyxy has {n} rows but score has {len(score)} and class_id {len(class_id)}"
-            )
         object.__setattr__(self, "xyxy", _readonly(xyxy))
-        object.__setattr__(self, "score", _readonly(score))
-        object.__setattr__(self, "class_id", _readonly(class_id))
-        for name, dtype in (("track_id", np.int64), ("coasted", np.bool_)):
+        for name, dtype in _COLUMNS:
             value = getattr(self, name)
             if value is None:
+                if name in _REQUIRED:
+                    raise ValueError(f"Detections: {name} is None")
                 continue
-            value = np.ascontiguousarray(value, dtype=dtype).reshape(-1)
+            value = np.ascontiguousarray(value, dtype=dtype)
+            if value.ndim != 1:
+                value = value.reshape(-1)
             if len(value) != n:
-                raise ValueError(f"Detections: {name} has {len(value)} entries, expected {n}")
+                raise ValueError(f"Detections: xyxy has {n} rows but {name} has {len(value)} entries")
             object.__setattr__(self, name, _readonly(value))
 
     @classmethod

@@ -8,7 +8,7 @@ from pipeline.records import Detections, Frame
     "case, kwargs, message",
     [
         ("score too short", dict(xyxy=np.zeros((2, 4)), score=[0.1], class_id=[0, 0]), "score has 1"),
-        ("class too long", dict(xyxy=np.zeros((1, 4)), score=[0.1], class_id=[0, 0]), "class_id 2"),
+        ("class too long", dict(xyxy=np.zeros((1, 4)), score=[0.1], class_id=[0, 0]), "class_id has 2"),
         ("track ids mismatch", dict(xyxy=np.zeros((1, 4)), score=[0.1], class_id=[0], track_id=[1, 2]), "track_id has 2"),
     ],
 )

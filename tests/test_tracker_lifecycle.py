@@ -131,6 +131,18 @@ def test_class_consistent_no_cross_class_match():
     assert out.class_id[out.track_id == 2].tolist() == [0]
 
 
+def test_class_check_with_two_track_classes_and_one_detection_class():
+    """Tracks of two classes, detections of one: the class check must still run
+    (it is skipped only when every track and detection has the same class)."""
+    tracker = KalmanTracker(TrackerConfig(min_hits=1))
+    both = Detections(np.array([[10, 10, 50, 50], [200, 10, 260, 60]], np.float32),
+                      np.full(2, 0.9, np.float32), np.array([CAR, 0], np.int32))
+    tracker.update(both, 0.0)                                  # car track 1, pedestrian track 2
+    out = tracker.update(dets((200, 10, 260, 60), cls=CAR), 0.1)   # a car where the pedestrian was
+    assert out.track_id[~out.coasted].tolist() == [3]
+    assert sorted(out.track_id[out.coasted].tolist()) == [1, 2]
+
+
 def test_empty_every_frame_and_timestamps_must_not_go_back():
     tracker = KalmanTracker(TrackerConfig())
     for f in range(3):

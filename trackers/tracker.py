@@ -63,6 +63,12 @@ class TrackerStats:
         return 1e3 * self.cmc_seconds / max(self.cmc_calls, 1)
 
 
+def _one_class(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when every entry of a and b is the same class id (or both are empty)."""
+    k = b[0] if len(b) else (a[0] if len(a) else 0)
+    return np.count_nonzero(a != k) == 0 and np.count_nonzero(b != k) == 0
+
+
 class _Tracks:
     """Struct of arrays for all live tracks (row i is one track)."""
 
@@ -155,41 +161,48 @@ class KalmanTracker(AssociationPasses):
         det_xyxy = detections.xyxy.astype(np.float64)                   # (D, 4)
         det_score, det_cls = detections.score, detections.class_id
         self._det_cls = det_cls
+        self._mixed_classes = not _one_class(tr.cls, det_cls)   # else class checks are skipped
         high = det_score >= c.high_score
         low = ~high & (det_score >= c.low_score)
         n_t = len(tr)
         t_free = np.ones(n_t, bool)
         d_free = np.ones(len(detections), bool)
         pairs = []
-        strong = np.flatnonzero(high)
+        strong = high.nonzero()[0]
+        # (np.count_nonzero: a third of the cost of .any() / .all() on short arrays)
+        n_tentative = n_t - np.count_nonzero(tr.confirmed)
         if c.confirmed_first:    # confirmed first, then tentative tracks on what is left
-            self._match(pred, np.flatnonzero(tr.confirmed), det_xyxy, strong, c.min_similarity,
+            self._match(pred, tr.confirmed.nonzero()[0], det_xyxy, strong, c.min_similarity,
                         t_free, d_free, pairs)
-            tentative = np.flatnonzero(~tr.confirmed)
-            if len(tentative):
-                self._match(pred, tentative, det_xyxy, strong, c.min_similarity, t_free, d_free, pairs)
+            if n_tentative:
+                self._match(pred, (~tr.confirmed).nonzero()[0], det_xyxy, strong, c.min_similarity,
+                            t_free, d_free, pairs)
         else:
             self._match(pred, np.arange(n_t), det_xyxy, strong, c.min_similarity, t_free, d_free, pairs)
-        if low.any():
-            self._match(pred, np.flatnonzero(t_free & tr.confirmed), det_xyxy, np.flatnonzero(low),
+        if np.count_nonzero(low):
+            self._match(pred, (t_free & tr.confirmed).nonzero()[0], det_xyxy, low.nonzero()[0],
                         c.low_min_similarity, t_free, d_free, pairs)
-        if (d_free & high).any() and t_free.any():     # later passes only see leftovers
+        if np.count_nonzero(d_free & high) and np.count_nonzero(t_free):     # later passes only see leftovers
             if c.recovery_pass:
-                self._match(tr.z_obs, np.flatnonzero(t_free & tr.confirmed), det_xyxy,
-                            np.flatnonzero(high & d_free), c.min_similarity, t_free, d_free, pairs,
+                self._match(tr.z_obs, (t_free & tr.confirmed).nonzero()[0], det_xyxy,
+                            (high & d_free).nonzero()[0], c.min_similarity, t_free, d_free, pairs,
                             c.recovery_max_size_ratio)
-            if c.centre_pass and t_free.any() and (d_free & high).any():
+            if c.centre_pass and np.count_nonzero(t_free) and np.count_nonzero(d_free & high):
                 self._centre_pass(pred, det_xyxy, high, t_free, d_free, pairs)
-            if c.mahalanobis_gate > 0 and t_free.any() and (d_free & high).any():
+            if c.mahalanobis_gate > 0 and np.count_nonzero(t_free) and np.count_nonzero(d_free & high):
                 self._mahalanobis_pass(det_xyxy, high, t_free, d_free, pairs)
-        m = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
-        if c.relink and len(m):
-            m = self._relink(m, pred, det_xyxy, t_free)
-        ti, di = m[:, 0], m[:, 1]
+        if len(pairs) == 1:
+            ti, di = pairs[0]
+        elif pairs:
+            ti, di = np.concatenate([p[0] for p in pairs]), np.concatenate([p[1] for p in pairs])
+        else:
+            ti = di = np.zeros(0, np.int64)
+        if c.relink and n_tentative and len(ti):     # only a tentative track's match is relinked
+            self._relink(ti, di, pred, det_xyxy, t_free)
 
         # 6. Kalman update (re-update from the last observation after a gap)
-        if len(m):
-            z = xyxy_to_state_box(det_xyxy[di], c.box_param)
+        if len(ti):
+            z = det_xyxy[di] if c.box_param == "xyxy" else xyxy_to_state_box(det_xyxy[di], c.box_param)
             t_last = tr.t_obs[ti]
             gap = t_last < (prev_t if prev_t is not None else timestamp) - _SAME_TIME
             # Replayed only after two or more missed frames: after one, the replay's single
@@ -197,12 +210,12 @@ class KalmanTracker(AssociationPasses):
             # and it was the costliest step of a frame with a few one-frame misses.
             earlier = self._times[-2] if len(self._times) >= 2 else -np.inf
             replay = t_last < earlier - _SAME_TIME     # (implies gap: earlier < prev_t)
-            if c.reupdate_on_recovery and replay.any():
+            if c.reupdate_on_recovery and np.count_nonzero(replay):
                 self._replay_gap(ti[replay], z[replay], timestamp)
             x_new, P_new = self.kf.update(tr.x[ti], tr.P[ti], z, copy=False)   # gathered rows: copies already
             tr.x[ti], tr.P[ti] = x_new, P_new
             tr.x_obs[ti], tr.P_obs[ti] = x_new, P_new
-            self.stats.recoveries += int(gap.sum())
+            self.stats.recoveries += np.count_nonzero(gap)
             tr.hits[ti] += 1
             tr.score[ti] = det_score[di]
             tr.t_obs[ti] = timestamp
@@ -215,15 +228,18 @@ class KalmanTracker(AssociationPasses):
         det_of_track = np.full(n_t, -1)
         det_of_track[ti] = di
         age = timestamp - tr.t_obs
-        visible = matched_now | (self._visible_fraction(pred) >= c.min_visible_fraction)
+        if self._extent[2] > self._extent[0]:    # frame size known (an image was given)
+            visible = matched_now | (self._visible_fraction(pred) >= c.min_visible_fraction)
+        else:
+            visible = np.ones(n_t, bool)
         emit = tr.confirmed & visible & (matched_now | (age <= c.emit_coast_seconds + _SAME_TIME))
-        out = self._output(emit, matched_now, det_of_track, det_xyxy, det_score, age)
+        out = self._output(emit, matched_now, det_of_track, det_xyxy, det_score, age, pred)
 
         # 7. lifecycle (a coasting track predicted out of the frame is removed)
         alive = np.where(tr.confirmed, visible & (age <= c.max_coast_seconds + _SAME_TIME), matched_now)
-        if not alive.all():
+        if np.count_nonzero(alive) < n_t:
             tr.keep(alive)
-        born = np.flatnonzero(d_free & (det_score >= max(c.new_track_score, c.high_score)))
+        born = (d_free & (det_score >= max(c.new_track_score, c.high_score))).nonzero()[0]
         if len(born):
             self._birth(det_xyxy[born], det_score[born], det_cls[born], timestamp)
             if c.min_hits <= 1:   # confirmed at birth: emitted now
@@ -272,9 +288,13 @@ class KalmanTracker(AssociationPasses):
         """
         t_obs = self.tracks.t_obs[rows]
         self.stats.replays += len(rows)
-        for t0 in np.unique(t_obs):
+        times = set(t_obs.tolist())      # (np.unique costs ten times as much on a few rows)
+        if len(times) == 1:
+            self._replay_group(rows, z, times.pop(), timestamp)
+            return
+        for t0 in sorted(times):
             same = t_obs == t0
-            self._replay_group(rows[same], z[same], float(t0), timestamp)
+            self._replay_group(rows[same], z[same], t0, timestamp)
 
     def _replay_group(self, rows: np.ndarray, z: np.ndarray, t_obs: float, timestamp: float) -> None:
         """``_replay_gap`` for rows whose last detection was at ``t_obs``."""
@@ -309,19 +329,27 @@ class KalmanTracker(AssociationPasses):
         self.tracks.extend(new)
         self.stats.tracks_born += n
 
-    def _output(self, emit, matched_now, det_of_track, det_xyxy, det_score, age) -> Detections:
+    def _output(self, emit, matched_now, det_of_track, det_xyxy, det_score, age, pred) -> Detections:
+        """``pred``: this frame's predicted boxes (xyxy), which coasting tracks emit."""
         c, tr = self.config, self.tracks
-        rows = np.flatnonzero(emit)
+        rows = emit.nonzero()[0]
         if len(rows) == 0:
             return Detections.empty(tracked=True)
-        boxes = state_box_to_xyxy(tr.x[rows, :DIM], c.box_param)
+        # coasting rows were not updated: their box is the prediction
+        boxes = pred[rows] if c.emit_detection_box else state_box_to_xyxy(tr.x[rows, :DIM], c.box_param)
         score = tr.score[rows] * 0.5 ** (age[rows] / c.coast_score_half_life_s)
         live = matched_now[rows]
+        li = live.nonzero()[0]                   # (indices: cheaper than the mask twice)
+        d = det_of_track[rows[li]]
         if c.emit_detection_box:
-            boxes[live] = det_xyxy[det_of_track[rows[live]]]
-        score[live] = det_score[det_of_track[rows[live]]]
-        ok = live | ((boxes[:, 2] - boxes[:, 0] > 1.0) & (boxes[:, 3] - boxes[:, 1] > 1.0))
-        return Detections(boxes[ok], score[ok], tr.cls[rows[ok]], tr.id[rows[ok]], ~live[ok])
+            boxes[li] = det_xyxy[d]
+        score[li] = det_score[d]
+        coast = ~live
+        if np.count_nonzero(coast):      # a degenerate predicted box is not emitted
+            ok = live | ((boxes[:, 2] - boxes[:, 0] > 1.0) & (boxes[:, 3] - boxes[:, 1] > 1.0))
+            if np.count_nonzero(ok) < len(ok):
+                rows, boxes, score, coast = rows[ok], boxes[ok], score[ok], coast[ok]
+        return Detections(boxes, score, tr.cls[rows], tr.id[rows], coast)
 
     def _newborn_output(self, n, xyxy, score, cls) -> Detections:
         ids = self.tracks.id[-n:]
