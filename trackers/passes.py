@@ -24,9 +24,12 @@ class AssociationPasses:
         d_idx = d_idx[d_free[d_idx]]
         if len(t_idx) == 0 or len(d_idx) == 0:
             return
-        sim = self._similarity(track_boxes[t_idx], det_xyxy[d_idx])
+        # index arrays are sorted and unique: full length means every row, in order
+        tb = track_boxes if len(t_idx) == len(track_boxes) else track_boxes[t_idx]
+        db = det_xyxy if len(d_idx) == len(det_xyxy) else det_xyxy[d_idx]
+        sim = self._similarity(tb, db)
         if max_size_ratio is not None:
-            sim = np.where(size_ratio_ok(track_boxes[t_idx], det_xyxy[d_idx], max_size_ratio), sim, -np.inf)
+            sim = np.where(size_ratio_ok(tb, db, max_size_ratio), sim, -np.inf)
         cls_t = self.tracks.cls[t_idx] if self.config.class_consistent and self._mixed_classes else None
         found = assign(sim, gate, cls_t, self._det_cls[d_idx] if cls_t is not None else None)
         if len(found):
