@@ -28,6 +28,7 @@ BAD = [
     ("zero_noise", {"meas_noise": 0.0}, "meas_noise"),
     ("size_ratio_below_1", {"recovery_max_size_ratio": 0.9}, "recovery_max_size_ratio"),
     ("dedup_iou_above_1", {"dedup_iou": 1.5}, "dedup_iou"),
+    ("relink_cos_above_1", {"relink_motion_min_cos": 1.5}, "relink_motion_min_cos"),
 ]
 
 

@@ -99,3 +99,34 @@ def test_recovery_pass_size_gate(name, overrides, expected):
     _, seen = ids_over(BIGGER_AT_LAST_SEEN, cfg)
     assert seen[5] == [1]
     assert seen[-1] == expected, name
+
+
+def right_then(gap, after):
+    """40x30 px box moving 10 px a frame to the right for frames 0-7 (last seen at x=370),
+    no detection for `gap` frames, then the boxes `after` (x positions) frame by frame."""
+    boxes = [(300 + 10 * f, 100, 340 + 10 * f, 130) for f in range(8)] + [None] * gap
+    return boxes + [(x, 100, x + 40, 130) for x in after]
+
+
+MOTION_CASES = [
+    # name, boxes, config overrides, id emitted (not coasted) at the last frame
+    # another car now stands where track 1 was last seen, 0.6 s later while 1 was
+    # predicted to move on 60 px: a new id with the check, id 1 (GIoU >= 0 with the
+    # last box) without it
+    ("car_in_old_place_not_relinked", right_then(5, [370, 370]), {}, [2]),
+    ("car_in_old_place_control", right_then(5, [370, 370]), {"relink_motion_check": False}, [1]),
+    # the car accelerated while unseen: 140 px ahead of its last box where 70 px were
+    # predicted, no overlap with the prediction (GIoU -0.27): relinked with the check
+    ("accelerating_car_relinked", right_then(5, [500, 510]), {}, [1]),
+    ("accelerating_car_control", right_then(5, [500, 510]), {"relink_motion_check": False}, [2]),
+    # 20 px behind the last box after 0.3 s unseen: too early to veto (min age 0.45 s)
+    ("short_gap_not_vetoed", right_then(1, [350, 350]), {}, [1]),
+    ("short_gap_control", right_then(1, [350, 350]), {"relink_motion_min_age_s": 0.0}, [2]),
+]
+
+
+@pytest.mark.parametrize("name,boxes,overrides,ids", MOTION_CASES, ids=[c[0] for c in MOTION_CASES])
+def test_relink_by_motion(name, boxes, overrides, ids):
+    cfg = TrackerConfig(centre_pass=False, recovery_pass=False, **overrides)
+    _, seen = ids_over(boxes, cfg)
+    assert seen[-1] == ids, f"{name}: last frame emitted {seen[-1]}"

@@ -79,6 +79,20 @@ class TrackerConfig:
     # its id. Lower: relinks after longer drifts, risks giving one car's id to another.
     relink: bool = True
     relink_min_giou: float = 0.0
+    # Relink by motion: for a track whose prediction moved >= relink_motion_min_move
+    # box diagonals from its last observation, a detection behind that motion
+    # (cosine < relink_motion_min_cos between the detection's offset from the last
+    # observation and the predicted offset) is never relinked once the track has
+    # been unseen for relink_motion_min_age_s (another car now stands where this one
+    # was last seen), and a detection ahead along it may be relinked without overlap
+    # (a car being passed accelerates in the image). KITTI Car, HOTA / IDF1 / IDSW,
+    # off -> on: clean 72.71 / 86.97 / 21 -> 73.08 / 87.52 / 21, 10-frame dropouts
+    # 68.39 / 82.50 / 46 -> 68.63 / 83.03 / 40. Tried: min_move 0.3 / 0.8, min_cos 0,
+    # min_age 0 / 0.25 / 0.65 s (each equal or worse on some K).
+    relink_motion_check: bool = True
+    relink_motion_min_move: float = 0.5
+    relink_motion_min_cos: float = 0.5
+    relink_motion_min_age_s: float = 0.45
     # Pass 1 matches confirmed tracks before tentative ones, so a track born from
     # a reappearing object cannot steal it from its coasting original.
     confirmed_first: bool = True
@@ -150,6 +164,9 @@ class TrackerConfig:
         need(0.0 <= self.dedup_iou <= 1.0, f"dedup_iou {self.dedup_iou} not in [0, 1]")
         need(self.recovery_max_size_ratio >= 1.0, "recovery_max_size_ratio must be >= 1")
         need(self.mahalanobis_gate >= 0, "mahalanobis_gate must be >= 0")
+        need(self.relink_motion_min_move > 0, "relink_motion_min_move must be > 0")
+        need(-1.0 <= self.relink_motion_min_cos <= 1.0, "relink_motion_min_cos must be in [-1, 1]")
+        need(self.relink_motion_min_age_s >= 0, "relink_motion_min_age_s must be >= 0")
         need(self.min_hits >= 1, f"min_hits {self.min_hits} must be >= 1")
         need(self.max_coast_seconds >= 0, f"max_coast_seconds {self.max_coast_seconds} must be >= 0")
         need(0 <= self.emit_coast_seconds <= self.max_coast_seconds,

@@ -198,7 +198,7 @@ class KalmanTracker(AssociationPasses):
         else:
             ti = di = np.zeros(0, np.int64)
         if c.relink and n_tentative and len(ti):     # only a tentative track's match is relinked
-            self._relink(ti, di, pred, det_xyxy, t_free)
+            self._relink(ti, di, pred, det_xyxy, t_free, timestamp)
 
         # 6. Kalman update (re-update from the last observation after a gap)
         if len(ti):
