@@ -10,6 +10,13 @@ update call (median over frames and mean).
 """
 from __future__ import annotations
 
+import os
+
+# Before any peer imports torch: OpenMP threads that spin after each parallel region
+# took a core from whatever ran next on this 2-core machine (measured: every tracker,
+# ours included, up to 2x slower in a same-run table).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
 import sys
