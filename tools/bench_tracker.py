@@ -1,12 +1,15 @@
 """Time one ``update`` call of our tracker and of the importable peers at 10/50/200 tracks.
 
     python tools/bench_tracker.py [--tracks 10,50,200] [--frames 200] [--trackers ours,sv-bytetrack,...]
+        [--cmc-clip VIDEO]
 
 A synthetic scene: N boxes on a 1242x375 frame moving at constant velocity
 with 1 px jitter, 5% of detections missing each frame (so coasting and
 recovery run too), all of class car with score 0.9.  Every tracker sees the
 same detections; the first 20 frames are warm-up.  Reports microseconds per
-update call (median over frames and mean).
+update call (median over frames and mean).  With ``--cmc-clip``, also the
+cost of our optional camera-motion compensation per frame of a real video, at
+three flow widths (the default 320 px and half and double it).
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import clip_file, markdown_table  # noqa: E402
 from pipeline.records import Detections  # noqa: E402
 from trackers.eval import peers  # noqa: E402
 
@@ -68,12 +72,45 @@ def bench(name: str, frames: list[Detections], fps: float = 10.0) -> dict:
             "mean_tracks_out": n_out / max(len(times), 1)}
 
 
+def clip_frames(path: Path, limit: int) -> list[np.ndarray]:
+    import cv2
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while len(frames) < limit:
+        ok, image = cap.read()
+        if not ok:
+            break
+        frames.append(image)
+    cap.release()
+    if len(frames) < 2:
+        raise SystemExit(f"error: {path}: fewer than 2 frames could be decoded; pass a readable video to --cmc-clip")
+    return frames
+
+
+def bench_cmc(images: list[np.ndarray], width: int, fps: float = 30.0) -> dict:
+    """ms per frame of camera-motion compensation inside KalmanTracker.update (no detections)."""
+    from trackers import KalmanTracker, TrackerConfig
+    tracker = KalmanTracker(TrackerConfig(cmc=True, cmc_max_width=width))
+    per_frame, before = [], 0.0
+    for f, image in enumerate(images):
+        tracker.update(Detections.empty(), f / fps, image=image)
+        spent = tracker.stats.cmc_seconds
+        if f >= 1:            # the first frame has no previous one (a fallback by design)
+            per_frame.append(spent - before)
+        before = spent
+    t = np.array(per_frame) * 1e3
+    return {"median_ms": float(np.median(t)), "mean_ms": float(t.mean()),
+            "fallbacks": tracker.stats.cmc_fallbacks - 1, "frames": len(per_frame)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tracks", default="10,50,200")
     ap.add_argument("--frames", type=int, default=200)
     ap.add_argument("--trackers", default="ours,sv-bytetrack,norfair,boxmot-ocsort,boxmot-bytetrack")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--cmc-clip", type=clip_file, default=None, metavar="VIDEO",
+                    help="also time camera-motion compensation on this video's first 150 frames")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.tracks.split(",")]
     names, missing = [], {}
@@ -91,10 +128,20 @@ def main(argv=None) -> int:
     for name in names:
         cells = [f"{results[name][n]['median_us']:.0f} / {results[name][n]['mean_us']:.0f}" for n in sizes]
         print(f"| {name} | " + " | ".join(cells) + " |")
+    cmc = {}
+    if args.cmc_clip is not None:
+        images = clip_frames(args.cmc_clip, 150)
+        h, w = images[0].shape[:2]
+        print(f"\ncamera-motion compensation on {args.cmc_clip.name} ({w}x{h}, {len(images)} frames):\n")
+        rows = []
+        for width in (160, 320, 640):
+            cmc[width] = r = bench_cmc(images, width)
+            rows.append([f"{width} px", f"{r['median_ms']:.2f} / {r['mean_ms']:.2f}", f"{r['fallbacks']} of {r['frames']}"])
+        print(markdown_table(["flow width", "ms per frame (median / mean)", "fallbacks"], rows))
     if missing:
         print("\nnot run (not importable here): " + "; ".join(f"{k}: {v}" for k, v in missing.items()))
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "missing": missing}, indent=2))
+        args.json.write_text(json.dumps({"results": results, "cmc": cmc, "missing": missing}, indent=2))
     return 0
 
 

@@ -1,0 +1,42 @@
+"""tools/bench_tracker.py: the speed table and the camera-motion row run end to end."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import bench_tracker  # noqa: E402
+
+EXAMPLE = ROOT / "examples" / "test_video.mp4"
+
+
+def test_table_and_cmc_rows(tmp_path, capsys):
+    out = tmp_path / "speed.json"
+    rc = bench_tracker.main(["--trackers", "ours", "--tracks", "5,20", "--frames", "40",
+                             "--cmc-clip", str(EXAMPLE), "--json", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "| ours |" in text and "| 320 px |" in text
+    data = json.loads(out.read_text())
+    assert set(data["results"]["ours"]) == {"5", "20"}
+    cmc = data["cmc"]["320"]
+    assert cmc["frames"] >= 10 and cmc["median_ms"] > 0 and cmc["fallbacks"] >= 0
+
+
+def test_missing_cmc_clip_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        bench_tracker.main(["--trackers", "ours", "--cmc-clip", "no/such.mp4"])
+    assert e.value.code == 2
+    assert "no/such.mp4 not found" in capsys.readouterr().err
+
+
+def test_unreadable_cmc_clip_names_the_file(tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video at all")
+    with pytest.raises(SystemExit, match="broken.mp4: fewer than 2 frames"):
+        bench_tracker.clip_frames(bad, 10)
