@@ -51,6 +51,7 @@ import numpy as np
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.boxes import iou as box_iou  # noqa: E402
 from tools.datasets import FORMATS, DatasetError, ImageLabels, LabelSet, image_size, read_labels  # noqa: E402
 from tools.label_formats import write_coco, write_yolo  # noqa: E402
 
@@ -127,19 +128,6 @@ class AuditReport:
 
 
 # -- box checks ------------------------------------------------------------------
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(N, 4) x (M, 4) xyxy -> (N, M) IoU."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
-
-
 def check_boxes(item: ImageLabels, names: Sequence[str], cfg: AuditConfig) -> tuple[list[Issue], ImageLabels]:
     """Box-level issues of one image and its cleaned labels."""
     issues = [Issue("error", "malformed", item.name, p) for p in item.problems]
@@ -178,7 +166,7 @@ def check_boxes(item: ImageLabels, names: Sequence[str], cfg: AuditConfig) -> tu
     # duplicates among the boxes still kept, same class, later row reported
     idx = np.flatnonzero(keep & ~item.ignore)
     if len(idx) > 1:
-        iou = iou_matrix(xyxy[idx], xyxy[idx])
+        iou = box_iou(xyxy[idx], xyxy[idx])
         same = item.class_id[idx][:, None] == item.class_id[idx][None, :]
         dup = np.triu((iou >= cfg.dup_iou) & same, 1)
         for j in np.flatnonzero(dup.any(0)):

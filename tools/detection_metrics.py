@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from pipeline import boxes
 from tools.datasets import ImageLabels
 
 BUCKETS: tuple[tuple[str, float, float], ...] = (("small", 0, 25), ("medium", 25, 40), ("large", 40, float("inf")))
@@ -25,15 +26,9 @@ BUCKETS: tuple[tuple[str, float, float], ...] = (("small", 0, 25), ("medium", 25
 # -- matching ------------------------------------------------------------------------
 def _iou(a: np.ndarray, b: np.ndarray, crowd: bool = False) -> np.ndarray:
     """(N,4) x (M,4) -> (N,M); with crowd=True the union is the first box's area (COCO crowd rule)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(-1)[:, None]
-    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(-1)[None, :]
-    union = area_a if crowd else area_a + area_b - inter
-    return inter / np.maximum(union, 1e-9)
+    if not crowd:
+        return boxes.iou(a, b)
+    return boxes.intersection(a, b) / np.maximum(boxes.area(a)[:, None], 1e-9)
 
 
 def _bucket(height: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from pipeline.boxes import iou as box_iou
 from pipeline.onnx_detector import nms_per_class
 from pipeline.records import Detections
 
@@ -79,14 +80,6 @@ def flip_boxes(d: Detections, width: int) -> Detections:
 
 
 # -- weighted box fusion -------------------------------------------------------------
-def _iou_one(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    lt = np.maximum(box[:2], boxes[:, :2])
-    rb = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    union = (box[2:] - box[:2]).prod() + (boxes[:, 2:] - boxes[:, :2]).prod(-1) - inter
-    return inter / np.maximum(union, 1e-9)
-
-
 def weighted_boxes_fusion(views: Sequence[Detections], weights: Sequence[float] | None = None,
                           iou_threshold: float = 0.55) -> Detections:
     """Fuse the boxes of several views (teachers, flips) of one image.
@@ -114,7 +107,7 @@ def weighted_boxes_fusion(views: Sequence[Detections], weights: Sequence[float] 
         fused = np.zeros((0, 4))
         for i in idx:
             if len(fused):
-                ious = _iou_one(xyxy[i], fused)
+                ious = box_iou(xyxy[i:i + 1], fused)[0]
                 best = int(ious.argmax())
                 if ious[best] >= iou_threshold:
                     members[best].append(i)

@@ -10,32 +10,14 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from pipeline.boxes import area as _area
+from pipeline.boxes import iou
+
+__all__ = ["assign", "centre_similarity", "duplicate_free", "giou", "iou", "size_ratio_ok", "SIMILARITIES"]
+
 _EMPTY_PAIRS = np.zeros((0, 2), dtype=np.int64)
 _EMPTY_PAIRS.flags.writeable = False
 _SMALL = 64 * 64   # up to this many track-detection pairs the solver runs on the whole matrix
-
-
-def _area(b: np.ndarray) -> np.ndarray:
-    return np.maximum(b[:, 2] - b[:, 0], 0.0) * np.maximum(b[:, 3] - b[:, 1], 0.0)
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a (T,4), b (D,4) xyxy -> (T, D) intersection over union."""
-    at = np.asarray(a, np.float64).T.copy()[:, :, None]     # (4, T, 1): contiguous coordinate columns
-    bt = np.asarray(b, np.float64).T.copy()[:, None, :]     # (4, 1, D)
-    inter = np.minimum(at[2], bt[2])
-    inter -= np.maximum(at[0], bt[0])
-    np.maximum(inter, 0.0, out=inter)
-    ih = np.minimum(at[3], bt[3])
-    ih -= np.maximum(at[1], bt[1])
-    np.maximum(ih, 0.0, out=ih)
-    inter *= ih
-    union = np.maximum(at[2] - at[0], 0.0) * np.maximum(at[3] - at[1], 0.0) \
-        + np.maximum(bt[2] - bt[0], 0.0) * np.maximum(bt[3] - bt[1], 0.0)
-    union -= inter
-    np.maximum(union, 1e-9, out=union)
-    inter /= union
-    return inter
 
 
 def giou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
