@@ -35,6 +35,12 @@ def test_missing_cmc_clip_is_a_usage_error(capsys):
     assert "no/such.mp4 not found" in capsys.readouterr().err
 
 
+def test_clip_timestamps_come_from_the_stream():
+    frames, times = bench_tracker.clip_frames(EXAMPLE, 5)
+    assert len(frames) == len(times) == 5
+    assert all(b > a for a, b in zip(times, times[1:]))
+
+
 def test_unreadable_cmc_clip_names_the_file(tmp_path):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"not a video at all")

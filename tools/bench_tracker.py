@@ -72,28 +72,30 @@ def bench(name: str, frames: list[Detections], fps: float = 10.0) -> dict:
             "mean_tracks_out": n_out / max(len(times), 1)}
 
 
-def clip_frames(path: Path, limit: int) -> list[np.ndarray]:
+def clip_frames(path: Path, limit: int) -> tuple[list[np.ndarray], list[float]]:
+    """The first `limit` decoded frames of a video and their timestamps (seconds, from the stream)."""
     import cv2
     cap = cv2.VideoCapture(str(path))
-    frames = []
+    frames, times = [], []
     while len(frames) < limit:
         ok, image = cap.read()
         if not ok:
             break
         frames.append(image)
+        times.append(cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
     cap.release()
     if len(frames) < 2:
         raise SystemExit(f"error: {path}: fewer than 2 frames could be decoded; pass a readable video to --cmc-clip")
-    return frames
+    return frames, times
 
 
-def bench_cmc(images: list[np.ndarray], width: int, fps: float = 30.0) -> dict:
+def bench_cmc(images: list[np.ndarray], times: list[float], width: int) -> dict:
     """ms per frame of camera-motion compensation inside KalmanTracker.update (no detections)."""
     from trackers import KalmanTracker, TrackerConfig
     tracker = KalmanTracker(TrackerConfig(cmc=True, cmc_max_width=width))
     per_frame, before = [], 0.0
-    for f, image in enumerate(images):
-        tracker.update(Detections.empty(), f / fps, image=image)
+    for f, (image, t) in enumerate(zip(images, times)):
+        tracker.update(Detections.empty(), t, image=image)
         spent = tracker.stats.cmc_seconds
         if f >= 1:            # the first frame has no previous one (a fallback by design)
             per_frame.append(spent - before)
@@ -130,12 +132,12 @@ def main(argv=None) -> int:
         print(f"| {name} | " + " | ".join(cells) + " |")
     cmc = {}
     if args.cmc_clip is not None:
-        images = clip_frames(args.cmc_clip, 150)
+        images, times = clip_frames(args.cmc_clip, 150)
         h, w = images[0].shape[:2]
         print(f"\ncamera-motion compensation on {args.cmc_clip.name} ({w}x{h}, {len(images)} frames):\n")
         rows = []
         for width in (160, 320, 640):
-            cmc[width] = r = bench_cmc(images, width)
+            cmc[width] = r = bench_cmc(images, times, width)
             rows.append([f"{width} px", f"{r['median_ms']:.2f} / {r['mean_ms']:.2f}", f"{r['fallbacks']} of {r['frames']}"])
         print(markdown_table(["flow width", "ms per frame (median / mean)", "fallbacks"], rows))
     if missing:
