@@ -167,3 +167,14 @@ def test_low_score_second_pass_extends_but_never_births():
     assert out.track_id.tolist() == [1] and out.coasted.tolist() == [False]
     out = tracker.update(dets((11, 10, 51, 50), (300, 10, 350, 50), score=0.3), 0.2)
     assert out.track_id.tolist() == [1]                                 # no birth from weak det
+
+
+@pytest.mark.parametrize("name,overrides,first_emitted", [
+    ("default_emits_at_confirmation", {}, 1),
+    ("emit_min_hits_4_delays_output", {"emit_min_hits": 4}, 3),
+    ("emit_min_hits_below_min_hits_changes_nothing", {"min_hits": 3, "emit_min_hits": 2}, 2),
+])
+def test_emit_min_hits(name, overrides, first_emitted):
+    tracker = KalmanTracker(TrackerConfig(**overrides))
+    emitted = [len(tracker.update(dets((10 + 5 * f, 10, 50 + 5 * f, 50)), f * 0.1)) for f in range(6)]
+    assert emitted == [0] * first_emitted + [1] * (6 - first_emitted), f"{name}: {emitted}"

@@ -103,6 +103,13 @@ class TrackerConfig:
     # Matches needed before a track is confirmed (emitted). Higher: fewer false
     # tracks but late output. A tentative track that misses one frame is dropped.
     min_hits: int = 2
+    # A confirmed track is emitted only once it has this many detections (values
+    # <= min_hits change nothing). Higher: short-lived tracks (a detector's double
+    # box, a brief false positive) never reach the output and ids switch less, but
+    # every new object appears that many frames late (norfair's initialization
+    # delay). KITTI Car, 10-frame dropouts, HOTA / IDF1 / IDSW: 1 or 2 (default) 68.63 /
+    # 83.03 / 40; 3: 68.12 / 82.60 / 37; 4: 67.51 / 82.04 / 32; 6: 65.93 / 80.46 / 27.
+    emit_min_hits: int = 1
     # A confirmed track with no detection is coasted (emitted with coasted=True,
     # its predicted box) for at most this long, then removed. Longer bridges
     # longer dropouts but emits more stale predictions.
@@ -168,6 +175,7 @@ class TrackerConfig:
         need(-1.0 <= self.relink_motion_min_cos <= 1.0, "relink_motion_min_cos must be in [-1, 1]")
         need(self.relink_motion_min_age_s >= 0, "relink_motion_min_age_s must be >= 0")
         need(self.min_hits >= 1, f"min_hits {self.min_hits} must be >= 1")
+        need(self.emit_min_hits >= 1, f"emit_min_hits {self.emit_min_hits} must be >= 1")
         need(self.max_coast_seconds >= 0, f"max_coast_seconds {self.max_coast_seconds} must be >= 0")
         need(0 <= self.emit_coast_seconds <= self.max_coast_seconds,
              f"emit_coast_seconds {self.emit_coast_seconds} must be in [0, max_coast_seconds]")

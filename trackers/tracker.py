@@ -233,6 +233,8 @@ class KalmanTracker(AssociationPasses):
         else:
             visible = np.ones(n_t, bool)
         emit = tr.confirmed & visible & (matched_now | (age <= c.emit_coast_seconds + _SAME_TIME))
+        if c.emit_min_hits > c.min_hits:
+            emit &= tr.hits >= c.emit_min_hits
         out = self._output(emit, matched_now, det_of_track, det_xyxy, det_score, age, pred)
 
         # 7. lifecycle (a coasting track predicted out of the frame is removed)
