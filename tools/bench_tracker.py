@@ -125,11 +125,9 @@ def main(argv=None) -> int:
         for name in names:
             results[name][n] = bench(name, frames)
             print(f"{name} @ {n}: {results[name][n]['median_us']:.0f} us", file=sys.stderr)
-    print("| tracker | " + " | ".join(f"{n} tracks (median / mean µs)" for n in sizes) + " |")
-    print("| --- |" + " --- |" * len(sizes))
-    for name in names:
-        cells = [f"{results[name][n]['median_us']:.0f} / {results[name][n]['mean_us']:.0f}" for n in sizes]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    print(markdown_table(["tracker"] + [f"{n} tracks (median / mean µs)" for n in sizes],
+                         [[name] + [f"{results[name][n]['median_us']:.0f} / {results[name][n]['mean_us']:.0f}"
+                                    for n in sizes] for name in names]))
     cmc = {}
     if args.cmc_clip is not None:
         images, times = clip_frames(args.cmc_clip, 150)

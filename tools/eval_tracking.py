@@ -45,6 +45,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import markdown_table  # noqa: E402
 from pipeline.configtools import from_mapping, to_mapping  # noqa: E402
 from trackers import TrackerConfig  # noqa: E402
 from trackers.eval import idsw, kitti, peers, scoring  # noqa: E402
@@ -132,14 +133,11 @@ def evaluate_setting(tag, seqs, names, cfg, args, work: Path, class_names, gt: P
     return result
 
 
-def markdown_table(rows: dict[str, dict], cls: str) -> str:
-    head = "| tracker | " + " | ".join(TABLE_COLS) + " |\n| --- |" + " --- |" * len(TABLE_COLS)
-    body = []
-    for name, m in rows.items():
-        r = m[cls]
-        body.append(f"| {name} | " + " | ".join(
-            f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in TABLE_COLS) + " |")
-    return "\n".join([head, *body])
+def metrics_table(rows: dict[str, dict], cls: str) -> str:
+    """One row per tracker, the TABLE_COLS metrics of class ``cls``."""
+    return markdown_table(["tracker", *TABLE_COLS], [
+        [name] + [f"{m[cls][c]:.2f}" if isinstance(m[cls][c], float) else str(m[cls][c]) for c in TABLE_COLS]
+        for name, m in rows.items()])
 
 
 def main(argv=None) -> int:
@@ -196,14 +194,14 @@ def main(argv=None) -> int:
     }
     for cls in [c.lower() for c in args.classes_list] + (["overall"] if len(args.classes_list) > 1 else []):
         print(f"\n### {cls}, clean detections\n")
-        print(markdown_table({n: results["clean"][n]["metrics"] for n in names}, cls))
+        print(metrics_table({n: results["clean"][n]["metrics"] for n in names}, cls))
     if ks:
         print("\n### dropout stress (" + ", ".join(args.classes_list) + "): HOTA / IDF1 / IDSW\n")
-        print("| tracker | " + " | ".join(f"K={k}" for k in ks) + " |\n| --- |" + " --- |" * len(ks))
         cls = args.classes_list[0].lower()
-        for n in names:
-            cells = [results[f"K={k}"][n]["metrics"][cls] for k in ks]
-            print(f"| {n} | " + " | ".join(f"{c['HOTA']:.2f} / {c['IDF1']:.2f} / {c['IDSW']}" for c in cells) + " |")
+        cells = {n: [results[f"K={k}"][n]["metrics"][cls] for k in ks] for n in names}
+        print(markdown_table(["tracker"] + [f"K={k}" for k in ks],
+                             [[n] + [f"{c['HOTA']:.2f} / {c['IDF1']:.2f} / {c['IDSW']}" for c in cells[n]]
+                              for n in names]))
     if missing:
         print("\nnot run (not importable here): " + "; ".join(f"{k}: {v}" for k, v in missing.items()))
     if args.json:
