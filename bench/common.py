@@ -129,15 +129,18 @@ class StreamServer:
         deadline = time.monotonic() + timeout
         why = "no reason printed"
         while time.monotonic() < deadline:
-            log = tempfile.TemporaryFile("w+")  # a file, not a pipe: a long run cannot fill it and block ffmpeg
-            self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=log)
-            while self.proc.poll() is None and time.monotonic() < deadline:
-                if port_listening(self.port):
-                    return time.monotonic()
-                time.sleep(0.05)
+            # a file, not a pipe: a long run cannot fill it and block ffmpeg (the child keeps its own
+            # descriptor, so the parent's copy is closed after each attempt)
+            with tempfile.TemporaryFile("w+") as log:
+                self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=log)
+                while self.proc.poll() is None and time.monotonic() < deadline:
+                    if port_listening(self.port):
+                        return time.monotonic()
+                    time.sleep(0.05)
+                if self.proc.poll() is not None:
+                    log.seek(0)
+                    why = (log.read().strip().splitlines() or [f"exit {self.proc.returncode}"])[-1]
             if self.proc.poll() is not None:
-                log.seek(0)
-                why = (log.read().strip().splitlines() or [f"exit {self.proc.returncode}"])[-1]
                 time.sleep(0.2)
         self.kill()
         raise RuntimeError(f"ffmpeg did not listen on port {self.port} within {timeout:g} s: {why}")
