@@ -20,10 +20,14 @@ DIM = 4  # box components
 
 
 def xyxy_to_state_box(xyxy: np.ndarray, param: str) -> np.ndarray:
-    """(N,4) xyxy -> (N,4) measurement in the filter's parameterisation."""
+    """(N,4) xyxy -> (N,4) measurement in the filter's parameterisation.
+
+    For ``xyxy`` a float64 input is returned as it is (no copy: every caller passes rows it
+    gathered itself and only reads the result).
+    """
     xyxy = np.asarray(xyxy, dtype=np.float64)
     if param == "xyxy":
-        return xyxy.copy()
+        return xyxy
     w = xyxy[:, 2] - xyxy[:, 0]
     h = xyxy[:, 3] - xyxy[:, 1]
     return np.stack([xyxy[:, 0] + w / 2, xyxy[:, 1] + h / 2, w, h], axis=1)

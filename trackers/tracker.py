@@ -202,7 +202,7 @@ class KalmanTracker(AssociationPasses):
 
         # 6. Kalman update (re-update from the last observation after a gap)
         if len(ti):
-            z = det_xyxy[di] if c.box_param == "xyxy" else xyxy_to_state_box(det_xyxy[di], c.box_param)
+            z = xyxy_to_state_box(det_xyxy[di], c.box_param)
             t_last = tr.t_obs[ti]
             gap = t_last < (prev_t if prev_t is not None else timestamp) - _SAME_TIME
             # Replayed only after two or more missed frames: after one, the replay's single
