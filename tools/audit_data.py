@@ -40,12 +40,11 @@ import json
 import os
 import shutil
 import sys
-from collections import Counter, deque
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 
 if __package__ in (None, ""):
@@ -53,6 +52,7 @@ if __package__ in (None, ""):
 
 from pipeline.boxes import iou as box_iou  # noqa: E402
 from tools.datasets import FORMATS, DatasetError, ImageLabels, LabelSet, image_size, read_labels  # noqa: E402
+from tools.image_quality import ImageStats, NearDuplicates, image_stats  # noqa: E402
 from tools.label_formats import write_coco, write_yolo  # noqa: E402
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
@@ -86,15 +86,6 @@ class Issue:
     image: str
     message: str
     row: int | None = None
-
-
-@dataclass
-class ImageStats:
-    mean: float
-    dark_fraction: float
-    bright_fraction: float
-    sharpness: float
-    thumb: np.ndarray = field(repr=False)
 
 
 @dataclass
@@ -182,23 +173,7 @@ def check_boxes(item: ImageLabels, names: Sequence[str], cfg: AuditConfig) -> tu
     return issues, cleaned
 
 
-# -- image checks ----------------------------------------------------------------
-def image_stats(path: Path) -> ImageStats | None:
-    """Exposure, sharpness and a thumbnail of an image (None if it cannot be decoded)."""
-    gray = cv2.imread(str(path), cv2.IMREAD_REDUCED_GRAYSCALE_2)
-    if gray is None or gray.size == 0:
-        return None
-    h, w = gray.shape
-    gray = cv2.resize(gray, (512, max(1, round(h * 512 / w))), interpolation=cv2.INTER_AREA)
-    return ImageStats(
-        mean=float(gray.mean()),
-        dark_fraction=float((gray <= 5).mean()),
-        bright_fraction=float((gray >= 250).mean()),
-        sharpness=float(cv2.Laplacian(gray, cv2.CV_64F).var()),
-        thumb=cv2.resize(gray, (32, 18), interpolation=cv2.INTER_AREA).astype(np.float32),
-    )
-
-
+# -- image checks (the measurements are in tools/image_quality.py) ----------------
 def check_image(name: str, st: ImageStats, cfg: AuditConfig) -> list[Issue]:
     out = []
     if st.mean < cfg.dark or st.dark_fraction > cfg.clip_fraction:
@@ -210,24 +185,6 @@ def check_image(name: str, st: ImageStats, cfg: AuditConfig) -> list[Issue]:
     if st.sharpness < cfg.blur and not out:     # a badly exposed image has no contrast: blame the exposure
         out.append(Issue("warning", "blur", name, f"blurred: Laplacian variance {st.sharpness:.1f} < {cfg.blur:g}"))
     return out
-
-
-class NearDuplicates:
-    """Flags an image whose thumbnail is within ``threshold`` of one of the last ``window`` kept images."""
-
-    def __init__(self, threshold: float, window: int):
-        self.threshold = threshold
-        self.recent: deque[tuple[str, np.ndarray]] = deque(maxlen=max(1, window))
-
-    def check(self, name: str, thumb: np.ndarray) -> tuple[str, float] | None:
-        best = None
-        for other, t in self.recent:
-            d = float(np.abs(thumb - t).mean())
-            if d <= self.threshold and (best is None or d < best[1]):
-                best = (other, d)
-        if best is None:
-            self.recent.append((name, thumb))
-        return best
 
 
 # -- the audit -------------------------------------------------------------------
