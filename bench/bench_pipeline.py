@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import Looped, markdown_table, write_json  # noqa: E402  (puts the repo on sys.path, imports cv2 first)
+from common import SHARED, Looped, markdown_table, write_json  # noqa: E402  (puts the repo on sys.path, imports cv2 first)
 
 from pipeline.config import DEFAULT_CONFIG, load_config  # noqa: E402
 from pipeline.onnx_detector import build_detector  # noqa: E402
@@ -55,7 +55,7 @@ def run_pipeline(cfg, path: Path, times: int) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--videos", default=str(REPO.parent / "shared" / "data" / "videos" / "udacity"))
+    ap.add_argument("--videos", default=str(SHARED / "videos" / "udacity"))
     ap.add_argument("--clips", default=",".join(CLIPS))
     ap.add_argument("--min-frames", type=int, default=300)
     ap.add_argument("--repeats", type=int, default=3)

@@ -20,7 +20,9 @@ import cv2  # noqa: E402,F401  (before av: see pipeline/__init__.py)
 from pipeline.records import Frame  # noqa: E402
 from pipeline.sources import Source, open_source  # noqa: E402
 
-SHARED = REPO.parent / "shared" / "data"
+from pipeline.paths import shared_data_dir  # noqa: E402
+
+SHARED = shared_data_dir()        # $DASHTRACK_SHARED_DATA, else ../shared/data beside the repo
 
 
 class Looped(Source):

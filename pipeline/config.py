@@ -15,6 +15,7 @@ import yaml
 
 from .configtools import ConfigError, from_mapping
 from .detector import DASHCAM_CLASSES
+from .paths import expand_shared
 from trackers.config import TrackerConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -176,7 +177,9 @@ def read_yaml(path: Path) -> dict:
 
 
 def resolve_model_path(model: str, base_dir: Path) -> str:
-    """A relative model path in a YAML file is relative to that file; names (no slash, no suffix) stay as they are."""
+    """A relative model path in a YAML file is relative to that file; names (no slash, no suffix) stay as they are;
+    ``${DASHTRACK_SHARED_DATA}/...`` is in the shared data folder (pipeline/paths.py)."""
+    model = expand_shared(model)
     p = Path(model)
     if not model or p.is_absolute() or ("/" not in model and p.suffix == ""):
         return model

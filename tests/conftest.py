@@ -10,18 +10,20 @@ import av  # noqa: F401  (before cv2)
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("DASHTRACK_SHARED_DATA", REPO.parent / "shared" / "data"))
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from pipeline.paths import shared_data_dir  # noqa: E402
+
+SHARED = shared_data_dir()          # $DASHTRACK_SHARED_DATA, else ../shared/data beside the repo
 VIDEOS = SHARED / "videos" / "udacity"
 TEACHERS = SHARED / "teachers"
 YOLOX_ONNX = TEACHERS / "yolox_nano" / "yolox_nano.onnx"
 
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
 
 def need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"shared data {path} is absent (tests read ../shared/data beside the repo)")
+        pytest.skip(f"shared data {path} is absent (tests read $DASHTRACK_SHARED_DATA, default ../shared/data beside the repo)")
     return path
 
 

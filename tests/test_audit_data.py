@@ -14,7 +14,9 @@ from tools.audit_data import AuditConfig, audit, main
 from tools.datasets import ImageLabels, LabelSet, read_labels
 
 REPO = Path(__file__).resolve().parents[1]
-PANDASET = REPO.parent / "shared" / "data" / "images" / "pandaset_002_front"
+from conftest import SHARED  # noqa: E402  ($DASHTRACK_SHARED_DATA, else ../shared/data)
+
+PANDASET = SHARED / "images" / "pandaset_002_front"
 
 
 def _noise_image(path: Path, w: int = 320, h: int = 240, seed: int = 0) -> Path:

@@ -14,7 +14,8 @@ from tools.detection_metrics import average_precision, coco_map, evaluate
 from tools.eval_detection import main, select, to_dashcam
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+from conftest import SHARED  # noqa: E402  ($DASHTRACK_SHARED_DATA, else ../shared/data)
+
 PANDASET = SHARED / "images" / "pandaset_002_front"
 YOLOX = SHARED / "teachers" / "yolox_nano" / "yolox_nano.onnx"
 CAR, PERSON = DASHCAM_NAMES.index("car"), DASHCAM_NAMES.index("person")

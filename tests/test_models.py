@@ -17,9 +17,11 @@ from models.postprocess import PostprocessConfig, box_iou, decoded_to_raw, nms_s
 from models.trunks import MobileNetV2Trunk, deepsort_mobilenetv2_path, load_pretrained_mobilenetv2
 from pipeline.detector import Detector
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import SHARED as DATA  # noqa: E402  ($DASHTRACK_SHARED_DATA, else ../shared/data)
+
 TEACHER = DATA / "teachers" / "yolox_nano"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data not found at {DATA}")
+needs_data = pytest.mark.skipif(not (DATA / "images" / "udacity" / "test1.jpg").is_file(),
+                                reason=f"shared data not found at {DATA} (images/udacity/test1.jpg)")
 needs_teacher = pytest.mark.skipif(not (TEACHER / "yolox_nano.pth").is_file(), reason=f"no YOLOX teacher at {TEACHER}")
 
 

@@ -16,7 +16,8 @@ from models.postprocess import decoded_to_raw, postprocess
 pytest.importorskip("onnx", reason="ONNX export needs the 'onnx' package (pip install onnx)")
 ort = pytest.importorskip("onnxruntime")
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import SHARED as DATA  # noqa: E402  ($DASHTRACK_SHARED_DATA, else ../shared/data)
+
 TEACHER_PTH = DATA / "teachers" / "yolox_nano" / "yolox_nano.pth"
 
 
@@ -69,7 +70,8 @@ def test_yolox_nano_onnx_export_parity_and_metadata(tmp_path):
     assert len(out[0][0]) >= 2
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data not found at {DATA}")
+@pytest.mark.skipif(not (DATA / "images" / "udacity" / "test1.jpg").is_file(),
+                    reason=f"shared data not found at {DATA} (images/udacity/test1.jpg)")
 @pytest.mark.parametrize("offset_span", [1.0, 4.0])  # in-cell decode (first lite model), centre sampling (v2)
 def test_fastdet_onnx_and_torchscript_export_parity(tmp_path, offset_span):
     spec = load_variant("mobilenetv2_s16")

@@ -1,4 +1,6 @@
 """The ONNX backend on the real teachers and real frames."""
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -27,7 +29,9 @@ def iou(a, b):
 
 @pytest.mark.parametrize("preset", ["yolox_nano", "nanodet_m"])
 def test_teachers_find_the_cars(preset):
-    det = OnnxDetector(from_mapping(DetectorConfig, detector_preset(preset), "detector"))
+    section = detector_preset(preset)
+    need(Path(section["model"]))                      # in $DASHTRACK_SHARED_DATA/teachers
+    det = OnnxDetector(from_mapping(DetectorConfig, section, "detector"))
     d = det.detect([frame()])[0]
     cars = d[d.class_id == det.class_names.index("car")]
     for ref in CARS_TEST1:

@@ -173,8 +173,9 @@ def test_ctrl_c_finalizes_outputs(tmp_path):
 
 
 @pytest.mark.parametrize("args, message, code", [
-    (["--source", "nope.mp4"], "error: nope.mp4: no such file or folder", 1),
-    (["--source", "camera5"], "error: camera5: no camera at index 5", 1),
+    # --model lite: the shipped model, so the error is the only line with or without ../shared
+    (["--source", "nope.mp4", "--model", "lite"], "error: nope.mp4: no such file or folder", 1),
+    (["--source", "camera5", "--model", "lite"], "error: camera5: no camera at index 5", 1),
     (["--source", "x.mp4", "--config", "nope.yaml"], "error: config file nope.yaml not found", 2),
     (["--source", "examples/test_video.mp4", "--model", "missing.onnx"], "missing.onnx not found", 1),
     (["--source", "x.mp4", "--set", "workers=2"], "error: --set 'workers=2': expected SECTION.KEY=VALUE", 2),

@@ -13,7 +13,8 @@ from tools.pseudo_label import main
 from tools.tiling import cut_by_inner_edge, detect_tiled, flip_boxes, tile_grid, tile_starts, weighted_boxes_fusion
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+from conftest import SHARED  # noqa: E402  ($DASHTRACK_SHARED_DATA, else ../shared/data)
+
 PANDASET = SHARED / "images" / "pandaset_002_front"
 VIDEO = SHARED / "videos" / "udacity" / "test_video.mp4"
 YOLOX = SHARED / "teachers" / "yolox_nano" / "yolox_nano.onnx"

@@ -18,7 +18,8 @@ from tools.train import main, train  # noqa: E402
 from tools.training.config import TrainError, load_config  # noqa: E402
 from pipeline.configtools import ConfigError  # noqa: E402
 
-SHARED = REPO.parent / "shared" / "data"
+from conftest import SHARED  # noqa: E402  ($DASHTRACK_SHARED_DATA, else ../shared/data)
+
 UDACITY = SHARED / "images" / "udacity"
 TEACHER = SHARED / "teachers" / "yolox_nano" / "yolox_nano.onnx"
 SHIPPED = REPO / "models" / "weights" / "lite.onnx"

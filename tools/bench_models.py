@@ -28,9 +28,10 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.registry import build_model, list_variants, load_variant  # noqa: E402
+from pipeline.paths import shared_data_dir  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-KITTI = ROOT.parent / "shared" / "data" / "kitti_tracking" / "label_02"
+KITTI = shared_data_dir() / "kitti_tracking" / "label_02"
 
 
 def gflops(model, size) -> float:

@@ -141,14 +141,19 @@ def label_frame(image: np.ndarray, teachers: Sequence[Teacher], cfg: LabelConfig
 
 
 # -- sources -----------------------------------------------------------------------
+def _check_source(spec: str) -> Path:
+    p = Path(spec)
+    if not any(ch in spec for ch in "*?[") and not p.exists():
+        raise LabelError(f"source {spec}: no such file or folder")
+    return p
+
+
 def iter_frames(spec: str, every: int, max_frames: int | None, fps: float | None):
     """(Frame, source_name) for every ``every``-th decoded frame of a video / image folder / glob."""
     from pipeline.config import SourceConfig
     from pipeline.sources import SourceError, open_source
 
-    p = Path(spec)
-    if not any(ch in spec for ch in "*?[") and not p.exists():
-        raise LabelError(f"source {spec}: no such file or folder")
+    p = _check_source(spec)
     folder = p if p.is_dir() else None
     if fps is None and (folder is not None or any(ch in spec for ch in "*?[") or p.suffix.lower() in
                         (".jpg", ".jpeg", ".png", ".bmp")):
@@ -235,6 +240,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> dict:
     cfg = LabelConfig(tile_size=args.tile_size, overlap=args.overlap, edge_margin=args.edge_margin, flip=args.flip,
                       nms_iou=args.nms_iou, wbf_iou=args.wbf_iou, score_threshold=args.score_threshold)
+    for spec in args.source:          # a missing source is named before any teacher is loaded
+        _check_source(spec)
     teachers = [load_teacher(t, args.det_threshold, args.threads) for t in args.teacher]
     out: Path = args.out
     try:

@@ -27,8 +27,9 @@ if str(ROOT) not in sys.path:
 from pipeline.config import DetectorConfig, detector_preset  # noqa: E402
 from pipeline.configtools import from_mapping  # noqa: E402
 from pipeline.onnx_detector import OnnxDetector  # noqa: E402
+from pipeline.paths import shared_data_dir  # noqa: E402
 
-FRAMES = ROOT.parent / "shared" / "data" / "images" / "udacity"
+FRAMES = shared_data_dir() / "images" / "udacity"
 
 
 def load(spec: str, threads: int) -> OnnxDetector:

@@ -7,7 +7,6 @@ KITTI is recorded at 10 fps; frame f has timestamp f / 10 s.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,9 +22,9 @@ CLASS_IDS = {"Pedestrian": 1, "Car": 2, "Cyclist": 3}     # type_id of the detec
 
 def default_root() -> Path:
     """``../shared/data/kitti_tracking`` beside the repository root (or under $DASHTRACK_SHARED_DATA)."""
-    shared = os.environ.get("DASHTRACK_SHARED_DATA")
-    base = Path(shared) if shared else Path(__file__).resolve().parents[2].parent / "shared" / "data"
-    return base / "kitti_tracking"
+    from pipeline.paths import shared_data_dir
+
+    return shared_data_dir() / "kitti_tracking"
 
 
 def list_sequences(root: Path) -> list[str]:
