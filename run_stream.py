@@ -17,7 +17,7 @@ import yaml
 
 import cv2  # noqa: F401  (cv2 before av: see pipeline/__init__.py)
 
-from pipeline.config import DEFAULT_CONFIG, load_config, model_overrides
+from pipeline.config import DEFAULT_CONFIG, NULL, load_config, model_overrides
 from pipeline.configtools import ConfigError
 from pipeline.onnx_detector import DetectorError
 from pipeline.outputs import OutputError
@@ -92,7 +92,7 @@ def build_config(args: argparse.Namespace):
 
 
 def parse_sets(items: list[str]) -> dict:
-    """``--set section.key=value`` pairs; the value is read as YAML (numbers, lists, null)."""
+    """``--set section.key=value`` pairs; the value is read as YAML (numbers, lists, null: the field set to null)."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -100,6 +100,8 @@ def parse_sets(items: list[str]) -> dict:
             raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE, e.g. --set detector.workers=1")
         try:
             out[key] = yaml.safe_load(value) if value else ""
+            if out[key] is None:
+                out[key] = NULL
         except yaml.YAMLError:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML; quote strings with spaces") from None
     return out

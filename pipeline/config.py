@@ -1,12 +1,14 @@
 """The application's configuration: YAML -> validated frozen dataclasses, in one place.
 
 ``load_config(path, overrides)`` reads a YAML file, applies dotted-key
-overrides from the command line and returns an ``AppConfig``.  Every error is a
+overrides from the command line and returns an ``AppConfig`` (an override of None
+is "not given"; ``NULL`` sets the field to null).  Every error is a
 ``ConfigError`` naming the file, the key, the bad value and what is allowed.
 """
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -23,9 +25,33 @@ CONFIG_DIR = REPO_ROOT / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 
+# Upper bounds: a value past them is a typo or an attack (100000 threads took 16 GB and ignored
+# SIGTERM; a queue of 10^12 frames held a whole decoded file in memory), never a setting.
+MAX_QUEUE = 64                 # frames per queue between stages (a 720p frame is 2.7 MB)
+MAX_TIMEOUT_S = 3600.0         # any timeout or wait
+MAX_FRAME_SIDE = 16384         # camera resolution asked for
+VIDEO_CONTAINERS = (".mp4", ".mov", ".m4v", ".mkv", ".avi", ".ts", ".flv")   # --save-video, H.264 inside
+
+
+def max_threads() -> int:
+    """The most threads one setting may ask for: 4 per CPU core of this machine, at least 8."""
+    return max(8, 4 * (os.cpu_count() or 1))
+
+
 def _positive(where: str, value: float | int | None) -> None:
     if value is not None and value <= 0:
         raise ConfigError(f"{where}: {value!r} must be > 0")
+
+
+def _at_most(where: str, value: float | int | None, limit: float | int, why: str = "") -> None:
+    if value is not None and value > limit:
+        raise ConfigError(f"{where}: {value!r} is too large; use at most {limit}{why}")
+
+
+def _threads(where: str, value: int) -> None:
+    if value < 0:
+        raise ConfigError(f"{where}: {value!r} must be >= 0 (0 = auto)")
+    _at_most(where, value, max_threads(), f" (4 per CPU core, {os.cpu_count() or 1} cores here; 0 = auto)")
 
 
 @dataclass(frozen=True)
@@ -48,6 +74,11 @@ class SourceConfig:
         for name in ("fps", "camera_width", "camera_height", "open_timeout_s", "read_timeout_s", "max_frames",
                      "reconnect_timeout_s", "reconnect_initial_s", "reconnect_max_s"):
             _positive(f"source.{name}", getattr(self, name))
+        for name in ("open_timeout_s", "read_timeout_s", "reconnect_timeout_s", "reconnect_initial_s", "reconnect_max_s"):
+            _at_most(f"source.{name}", getattr(self, name), MAX_TIMEOUT_S, " seconds")
+        _at_most("source.camera_width", self.camera_width, MAX_FRAME_SIDE)
+        _at_most("source.camera_height", self.camera_height, MAX_FRAME_SIDE)
+        _threads("source.decode_threads", self.decode_threads)
 
 
 @dataclass(frozen=True)
@@ -93,6 +124,10 @@ class DetectorConfig:
         _positive("detector.top_k", self.top_k)
         if self.workers < 0 or self.threads < 0:
             raise ConfigError(f"detector.workers {self.workers} / threads {self.threads}: must be >= 0 (0 = auto)")
+        _threads("detector.workers", self.workers)
+        _threads("detector.threads", self.threads)
+        _at_most("detector.workers x detector.threads", self.workers * self.threads, max_threads(),
+                 f" threads in all (4 per CPU core, {os.cpu_count() or 1} cores here)")
         if self.input_size is not None and min(self.input_size) <= 0:
             raise ConfigError(f"detector.input_size: {list(self.input_size)!r} must be positive (height, width)")
         if any(s <= 0 for s in self.std):
@@ -113,6 +148,9 @@ class PipelineConfig:
         _positive("pipeline.queue_size", self.queue_size)
         _positive("pipeline.live_queue_size", self.live_queue_size)
         _positive("pipeline.join_timeout_s", self.join_timeout_s)
+        for name in ("queue_size", "live_queue_size"):
+            _at_most(f"pipeline.{name}", getattr(self, name), MAX_QUEUE, " frames (each holds a decoded image)")
+        _at_most("pipeline.join_timeout_s", self.join_timeout_s, MAX_TIMEOUT_S, " seconds")
 
 
 @dataclass(frozen=True)
@@ -134,6 +172,23 @@ class OutputConfig:
     progress: bool = True           # progress bar for files (stderr)
     window_name: str = "dashtrack"
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.video_crf <= 51:
+            raise ConfigError(f"output.video_crf: {self.video_crf!r} must be in 0..51 (0 lossless, 23 default, 51 worst)")
+        _threads("output.video_threads", self.video_threads)
+        if self.save_video and Path(self.save_video).suffix.lower() not in VIDEO_CONTAINERS:
+            raise ConfigError(f"--save-video {self.save_video}: unknown container "
+                              f"{Path(self.save_video).suffix or '(no extension)'}; use one of {', '.join(VIDEO_CONTAINERS)}")
+        seen: dict[str, str] = {}
+        for flag, path in (("--save-video", self.save_video), ("--save-json", self.save_json),
+                           ("--save-mot", self.save_mot), ("--stats-json", self.stats_json)):
+            if not path:
+                continue
+            key = os.path.realpath(path)
+            if key in seen:
+                raise ConfigError(f"{seen[key]} and {flag} both write {path}; give each output its own file")
+            seen[key] = flag
+
 
 @dataclass(frozen=True)
 class AppConfig:
@@ -142,6 +197,16 @@ class AppConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+
+
+class _Null:
+    """An override that sets a field to null (``--set KEY=null``); a plain None means "not given"."""
+
+    def __repr__(self) -> str:
+        return "NULL"
+
+
+NULL = _Null()
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
@@ -157,11 +222,13 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
 
 def read_yaml(path: Path) -> dict:
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found; pass an existing YAML file with --config") from None
     except OSError as e:
         raise ConfigError(f"config file {path}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path}: not UTF-8 text (byte {e.start}); save it as UTF-8 YAML") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -194,7 +261,7 @@ def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | N
         detector["model"] = resolve_model_path(detector["model"], path.parent)
     for key, value in (overrides or {}).items():
         if value is not None:
-            _set_dotted(data, key, value)
+            _set_dotted(data, key, None if value is NULL else value)
     try:
         return from_mapping(AppConfig, data, "config")
     except ConfigError as e:

@@ -5,17 +5,27 @@ fields.  An unknown key, a missing required key or a value of the wrong type
 raises ``ConfigError`` naming the key path, the bad value and what is allowed.
 Supported field types: bool, int, float, str, Path, Literal[...], Optional[X],
 tuple[X, ...], tuple[X, Y], and nested dataclasses.
+
+Every float is checked here, once for all configs: NaN and infinity are refused
+(a NaN compares false with every bound, so a later ``x <= 0`` check would let it
+through), and a number YAML leaves as a string (``1e30``: YAML 1.1 wants ``1.0e+30``)
+is read as the number it spells.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from pathlib import Path
 from typing import Any, Literal, Mapping, TypeVar, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
+
+# A decimal number in any spelling Python reads (YAML 1.1 leaves 1e30, 1E-3, +5 as strings).
+_NUMBER_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
 class ConfigError(ValueError):
@@ -78,6 +88,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, tp):
             return value
         return from_mapping(tp, value, where)
+    if value is None:
+        raise ConfigError(f"{where}: null is not allowed; use {_type_name(tp)}")
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -85,7 +97,11 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif tp is float:
+        if isinstance(value, str) and _NUMBER_RE.match(value.strip()):
+            value = float(value.strip())
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{where}: {value!r} is not allowed; use a finite number")
             return float(value)
     elif tp is str:
         if isinstance(value, str):
