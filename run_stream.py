@@ -22,7 +22,7 @@ from pipeline.configtools import ConfigError
 from pipeline.onnx_detector import DetectorError
 from pipeline.outputs import OutputError
 from pipeline.multi import MultiRunner
-from pipeline.runner import Runner
+from pipeline.runner import Runner, Terminated, interrupt_reason
 from pipeline.sources import SourceError
 from pipeline.stages import StageError
 from pipeline.stats import format_table
@@ -108,7 +108,7 @@ def parse_sets(items: list[str]) -> dict:
 
 
 def _sigterm(signum, frame):
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def main(argv=None) -> int:
@@ -131,9 +131,9 @@ def main(argv=None) -> int:
                 print(format_table(r), file=sys.stderr)
         print(f"error: {e}", file=sys.stderr)
         return 2 if isinstance(e, ConfigError) else 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(interrupt_reason(e), file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     runners = runner.runners if isinstance(runner, MultiRunner) else [runner]
     for r, report in zip(runners, reports):
         if not args.quiet:
@@ -142,7 +142,9 @@ def main(argv=None) -> int:
         outputs = [p for p in (out.save_video, out.save_json, out.save_mot, out.stats_json) if p]
         print(f"{report['source']}: {report['frames_out']} frames, {report['fps']:.1f} FPS, stopped: "
               f"{report['stop_reason']}" + (f"; wrote {', '.join(outputs)}" if outputs else ""), file=sys.stderr)
-    return 130 if runner.interrupted else 0
+    if runner.interrupted:
+        return 143 if any(r.stop_reason.startswith("terminated") for r in runners) else 130
+    return 0
 
 
 def _reports(runner) -> list[dict]:

@@ -7,6 +7,9 @@ frame and the file size. On a CPU-bound 2-core machine the CPU ms is what the
 encoder takes away from inference, so that column picks the default.
 
     python bench/bench_encoder.py --frames 200 --repeats 2 --json bench/results/encoder_cpu.json
+    # the keyframe interval: about 1 s (the writer's default: a killed run loses <= ~1 s) vs x264's 250
+    python bench/bench_encoder.py --presets superfast --threads 1 --tunes zerolatency --convert opencv \
+        --keyframes 250,25 --frames 250 --repeats 3 --json bench/results/encoder_keyframes.json
 """
 from __future__ import annotations
 
@@ -62,27 +65,30 @@ def main() -> int:
     ap.add_argument("--threads", default="1,2", help="encoder threads to try")
     ap.add_argument("--tunes", default="zerolatency,none")
     ap.add_argument("--convert", default="opencv,ffmpeg", help="BGR->YUV 4:2:0 by OpenCV or by FFmpeg's swscale")
+    ap.add_argument("--keyframes", default="25", help="frames between keyframes to try (25 = 1 s, the default)")
     ap.add_argument("--json")
     args = ap.parse_args()
     clip = args.clip
     frames = load_frames(clip, args.frames)
     tmp = Path(tempfile.mkdtemp())
     grid = list(itertools.product(args.presets.split(","), [int(t) for t in args.threads.split(",")],
-                                  args.tunes.split(","), args.convert.split(",")))
+                                  args.tunes.split(","), args.convert.split(","),
+                                  [int(k) for k in args.keyframes.split(",")]))
     runs: dict[tuple, list[dict]] = {g: [] for g in grid}
     for _ in range(args.repeats):                     # settings interleaved, so drift hits them all alike
         for g in grid:
-            preset, threads, tune, convert = g
+            preset, threads, tune, convert, keyint = g
             runs[g].append(encode(frames, tmp / "out.mp4", preset=preset, threads=threads,
-                                  tune=None if tune == "none" else tune, convert=convert))
+                                  tune=None if tune == "none" else tune, convert=convert, keyframe_interval=keyint))
     print(f"\n{clip.name}, {len(frames)} frames {frames[0].shape[1]}x{frames[0].shape[0]}, libx264 crf 23, "
           f"median of {args.repeats}, {os.cpu_count()} cores")
     rows = []
     for g, rs in runs.items():
-        row = dict(zip(("preset", "threads", "tune", "convert"), g))
+        row = dict(zip(("preset", "threads", "tune", "convert", "keyframe_interval"), g))
         row.update({k: statistics.median(r[k] for r in rs) for k in ("wall_ms", "cpu_ms", "kb_per_frame")})
         rows.append(row)
-    print(markdown_table(["preset", "threads", "tune", "BGR->YUV", "wall ms/frame", "CPU ms/frame", "kB/frame"],
+    print(markdown_table(["preset", "threads", "tune", "BGR->YUV", "keyframe every", "wall ms/frame", "CPU ms/frame",
+                          "kB/frame"],
                          [[*g, f"{r['wall_ms']:.1f}", f"{r['cpu_ms']:.1f}", f"{r['kb_per_frame']:.1f}"]
                           for g, r in zip(runs, rows)]))
     write_json(args.json, args, rows)

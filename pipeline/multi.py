@@ -14,7 +14,8 @@ from typing import Sequence
 from .batching import SharedDetector
 from .config import AppConfig
 from .onnx_detector import build_detector
-from .runner import Runner
+from .outputs import refuse_overwriting_inputs
+from .runner import Runner, interrupt_reason, output_flags
 from .stages import StageError
 
 
@@ -42,6 +43,8 @@ class MultiRunner:
     def __init__(self, cfg: AppConfig, specs: Sequence[str], *, detector=None, max_batch: int | None = None,
                  log=sys.stderr):
         self.log = log
+        for i in range(len(specs)):       # no stream's output may be any stream's input
+            refuse_overwriting_inputs(output_flags(per_source_config(cfg, i, len(specs), specs[i])), specs)
         base = detector if detector is not None else build_detector(cfg.detector)
         self.shared = SharedDetector(base, max_batch=max_batch or max(len(specs), 1))
         self.runners: list[Runner] = []
@@ -74,17 +77,20 @@ class MultiRunner:
                 for r in list(active):
                     if not r.step(wait_s=0.05 / len(active)):
                         active.remove(r)
-                        # q in any window, or an error in any stream, ends the whole run
+                        # q in any window, or an error in any stream, ends the whole run; except a bad
+                        # source (a capture error): the other streams run to their end, then it is reported.
                         failed = r.chain.error is not None
+                        if failed and getattr(r.chain.error, "stage", None) == "capture":
+                            continue
                         if failed or r.stop_reason == "closed by user":
                             for other in active:
                                 other.stop_reason = f"stopped: {r.source.name} failed" if failed else r.stop_reason
                             active = []
                             break
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             for r in self.runners:
                 r.interrupted = True
-                r.stop_reason = "interrupted (Ctrl-C)"
+                r.stop_reason = interrupt_reason(e)
         finally:
             errors: list[StageError] = []
             self.reports = []

@@ -1,9 +1,10 @@
 """Outputs: drawing, the annotated video (PyAV, H.264), JSON lines and MOTChallenge files.
 
 Every writer is safe to close twice and flushes what it has on close, so a run
-stopped by an error or Ctrl-C leaves valid files: the mp4 is fragmented
-(playable up to the last fragment even if the process dies), the JSONL holds
-only whole lines.
+stopped by an error or Ctrl-C leaves valid files: the mp4 is fragmented, with a
+keyframe and a fragment about every second, each written out at once (playable up
+to about a second before the process died, even by ``kill -9``); the JSONL and MOT
+files hold only whole lines (a write that does not fit, on a full disk, is cut back).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import av
 import cv2
 import numpy as np
 
+from .configtools import ConfigError
 from .records import Detections, Frame
 
 
@@ -25,14 +27,93 @@ class OutputError(RuntimeError):
     """An output that cannot be written; the message is one line for the user."""
 
 
-def _open_for_writing(path: str, what: str):
+def _check_target(path: str, what: str) -> Path:
     p = Path(path)
     if p.parent and not p.parent.exists():
         raise OutputError(f"{what} {path}: folder {p.parent} does not exist; create it or choose another path")
+    if p.is_dir():
+        raise OutputError(f"{what} {path}: is a folder; give a file name")
+    return p
+
+
+def refuse_overwriting_inputs(outputs: Sequence[tuple[str, str | None]], sources: Sequence[str]) -> None:
+    """An output that is one of the input files (under any name) is refused before anything is opened."""
+    for spec in sources:
+        src = Path(str(spec))
+        if not src.is_file():
+            continue
+        for flag, path in outputs:
+            if path and (os.path.realpath(path) == os.path.realpath(src)
+                         or (Path(path).exists() and os.path.samefile(path, src))):
+                raise ConfigError(f"{flag} {path} is the input {spec}; writing it would destroy the input, "
+                                  "choose another output path")
+
+
+class LineFile:
+    """A text file written whole lines at a time: each write lands completely or is cut back
+    off, so a disk that fills never leaves half a line; the error names the file."""
+
+    def __init__(self, path: str, what: str):
+        self.path, self.what = path, what
+        _check_target(path, what)
+        try:
+            self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as e:
+            raise OutputError(f"{what} {path}: cannot write ({e.strerror})") from None
+        self._size = 0
+        self.lines = 0
+
+    def write(self, text: str) -> None:
+        if self._fd is None:
+            return
+        data = text.encode("utf-8")
+        done = 0
+        try:
+            while done < len(data):
+                done += os.write(self._fd, data[done:])
+        except OSError as e:
+            if done:                       # a partial line: cut the file back to its last whole line
+                try:
+                    os.ftruncate(self._fd, self._size)
+                    os.lseek(self._fd, self._size, os.SEEK_SET)
+                except OSError:
+                    pass
+            raise OutputError(f"{self.what} {self.path}: write failed ({e.strerror}); "
+                              f"the file keeps its first {self.lines} whole lines") from None
+        self._size += len(data)
+        self.lines += text.count("\n")
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+
+def write_stats_json(path: str, text: str) -> None:
+    """The report, written at the end of a run; a failure is one line naming the file."""
     try:
-        return open(p, "w", buffering=1, encoding="utf-8")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
     except OSError as e:
-        raise OutputError(f"{what} {path}: cannot write ({e.strerror})") from None
+        raise OutputError(f"--stats-json {path}: cannot write ({e.strerror}); the other outputs are complete") from None
+
+
+def probe_stats_json(path: str) -> None:
+    """Checked before the run (the report is written at its end): a folder, a missing folder,
+    no permission or a device that takes nothing (/dev/full) is reported up front."""
+    p = _check_target(path, "--stats-json")
+    try:
+        if p.exists() and not p.is_file():          # a device: try one byte
+            with open(p, "wb", buffering=0) as f:
+                f.write(b"\n")
+        else:
+            existed = p.exists()
+            with open(p, "a", encoding="utf-8"):
+                pass
+            if not existed:
+                p.unlink()
+    except OSError as e:
+        raise OutputError(f"--stats-json {path}: cannot write ({e.strerror})") from None
 
 
 # -- drawing ---------------------------------------------------------------------
@@ -97,10 +178,9 @@ class VideoWriter:
     TIME_BASE = Fraction(1, 90000)
 
     def __init__(self, path: str, *, fps_hint: float | None, codec: str = "libx264", preset: str = "superfast",
-                 crf: int = 23, threads: int = 0, tune: str | None = "zerolatency", convert: str = "opencv"):
-        p = Path(path)
-        if not p.parent.exists():
-            raise OutputError(f"--save-video {path}: folder {p.parent} does not exist; create it or choose another path")
+                 crf: int = 23, threads: int = 0, tune: str | None = "zerolatency", convert: str = "opencv",
+                 keyframe_interval: int | None = None):
+        p = _check_target(path, "--save-video")
         self.path = path
         self._lock = threading.Lock()
         self._closed = False
@@ -112,6 +192,9 @@ class VideoWriter:
         self._options = {"preset": preset, "crf": str(crf)} if codec in ("libx264", "libx265") else {}
         if tune and codec in ("libx264", "libx265"):
             self._options["tune"] = tune
+        # A keyframe about every second (x264's default is every 250 frames): each starts a
+        # fragment, so a killed run loses at most about a second (BENCHMARKS.md: the size cost).
+        self._options["g"] = str(keyframe_interval or self.keyframe_interval(fps_hint))
         # 0: one encoder thread on <= 2 cores (measured: extra x264 threads only add CPU
         # work that inference needs, bench/bench_encoder.py), else FFmpeg's choice.
         self._threads = threads or (1 if (os.cpu_count() or 1) <= 2 else 0)
@@ -119,11 +202,18 @@ class VideoWriter:
             raise OutputError(f"video convert {convert!r}: use opencv or ffmpeg")
         self._convert = convert
         try:
-            # Fragmented mp4: every fragment is self-contained, so a file cut short still plays.
+            # Fragmented mp4: every fragment is self-contained, so a file cut short still plays;
+            # flush_packets writes each one out at once (else FFmpeg's 32 KB buffer holds the header).
             fmt_opts = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if p.suffix.lower() in (".mp4", ".mov", ".m4v") else {}
-            self.container = av.open(path, "w", options=fmt_opts)
+            self.container = av.open(path, "w", options=dict(fmt_opts, flush_packets="1"))
         except (av.error.FFmpegError, OSError) as e:
             raise OutputError(f"--save-video {path}: cannot create ({e}); choose another path or extension") from None
+
+    @staticmethod
+    def keyframe_interval(fps_hint: float | None) -> int:
+        """Frames between keyframes: about one second at the source's rate (30 when unknown)."""
+        fps = fps_hint if fps_hint and 1 <= fps_hint <= 240 else 30.0
+        return max(1, int(round(fps)))
 
     def _open_stream(self, width: int, height: int) -> None:
         rate = Fraction(self._fps_hint).limit_denominator(1001) if self._fps_hint else Fraction(30)
@@ -149,7 +239,10 @@ class VideoWriter:
                 self._t0 = timestamp
             h, w = self.stream.height, self.stream.width
             if image.shape[0] != h or image.shape[1] != w:
-                image = image[:h, :w]
+                if abs(image.shape[0] - h) <= 1 and abs(image.shape[1] - w) <= 1:
+                    image = image[:h, :w]            # an odd side cut to even, as the stream was made
+                else:                                # the source changed size: scale, never crop
+                    image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
             pts = int(round((timestamp - self._t0) / self.TIME_BASE))
             if pts <= self._last_pts:       # timestamps must increase strictly
                 pts = self._last_pts + 1
@@ -184,7 +277,7 @@ class JsonlWriter:
         self.path = path
         self.class_names = tuple(class_names)
         self._lock = threading.Lock()
-        self._f = _open_for_writing(path, "--save-json")
+        self._f = LineFile(path, "--save-json")
 
     def write(self, frame: Frame, dets: Detections) -> None:
         boxes = []
@@ -203,7 +296,7 @@ class JsonlWriter:
                            "source": frame.source, "boxes": boxes})
         with self._lock:
             if self._f is not None:
-                self._f.write(line + "\n")   # line-buffered: whole lines reach the file
+                self._f.write(line + "\n")   # whole lines reach the file, or none of a line
 
     def close(self) -> None:
         with self._lock:
@@ -222,7 +315,7 @@ class MotWriter:
     def __init__(self, path: str):
         self.path = path
         self._lock = threading.Lock()
-        self._f = _open_for_writing(path, "--save-mot")
+        self._f = LineFile(path, "--save-mot")
 
     def write(self, frame: Frame, dets: Detections) -> None:
         if dets.track_id is None:

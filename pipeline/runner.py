@@ -19,8 +19,10 @@ from .config import AppConfig
 from .detector import Detector
 from .display import Preview, display_available
 from .onnx_detector import build_detector
-from .outputs import JsonlWriter, MotWriter, VideoWriter, draw_detections, draw_hud
+from .outputs import (JsonlWriter, MotWriter, VideoWriter, draw_detections, draw_hud, probe_stats_json,
+                      refuse_overwriting_inputs, write_stats_json)
 from .records import Packet
+from .outputs import OutputError
 from .sources import Source, open_source
 from .stages import END, Chain, StageSpec
 from .stats import Stats
@@ -35,12 +37,28 @@ def build_tracker(cfg: AppConfig):
     return KalmanTracker(cfg.tracker)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised on the main thread by run_stream's handler: stops the run as Ctrl-C does."""
+
+
+def interrupt_reason(e: BaseException) -> str:
+    return "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted (Ctrl-C)"
+
+
+def output_flags(cfg: AppConfig) -> list[tuple[str, str | None]]:
+    out = cfg.output
+    return [("--save-video", out.save_video), ("--save-json", out.save_json), ("--save-mot", out.save_mot),
+            ("--stats-json", out.stats_json)]
+
+
 class Runner:
     def __init__(self, cfg: AppConfig, source: str | Source, *, detector: Detector | None = None,
                  tracker: Any = None, log=sys.stderr):
         self.cfg = cfg
         self.log = log
         self.stats = Stats()
+        if isinstance(source, str):
+            refuse_overwriting_inputs(output_flags(cfg), [source])
         self.source = open_source(source, cfg.source) if isinstance(source, str) else source
         self.writers: list = []
         self.preview: Preview | None = None
@@ -79,6 +97,8 @@ class Runner:
         out = self.cfg.output
         names = self.detector.class_names
         self.video = self.jsonl = self.mot = None
+        if out.stats_json:
+            probe_stats_json(out.stats_json)
         if out.save_video:
             self.video = VideoWriter(out.save_video, fps_hint=self.source.fps, codec=out.video_codec,
                                      preset=out.video_preset, crf=out.video_crf, threads=out.video_threads,
@@ -117,8 +137,17 @@ class Runner:
                   StageSpec("decode", decode)]
         if self.tracker is not None:
             tracker = self.tracker
+            geometry: list = [None]
 
             def track(p: Packet) -> Packet:
+                shape = p.frame.image.shape[:2]
+                if geometry[0] is not None and shape != geometry[0]:
+                    # The source changed size: boxes of the old geometry mean nothing in the new one.
+                    next_id = getattr(tracker, "_next_id", None)
+                    tracker.reset()
+                    if next_id is not None:
+                        tracker._next_id = next_id      # ids stay unique over the whole run
+                geometry[0] = shape
                 return dataclasses.replace(p, detections=tracker.update(p.detections, p.frame.timestamp, p.frame.image))
 
             stages.append(StageSpec("track", track))
@@ -146,9 +175,9 @@ class Runner:
         try:
             while self.step():
                 pass
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
             self.interrupted = True
-            self.stop_reason = "interrupted (Ctrl-C)"
+            self.stop_reason = interrupt_reason(e)
         return self.finish()
 
     def start(self) -> None:
@@ -235,12 +264,28 @@ class Runner:
         report["drop_policy"] = self.policy
         report["gaps"] = list(getattr(self.source, "gaps", []))
         report["warnings"] = list(getattr(self.source, "warnings", []))
-        if self.cfg.output.stats_json:
-            Path(self.cfg.output.stats_json).write_text(json.dumps(report, indent=2) + "\n")
         self.report = report
+        if self.stats.frames_out == 0 and chain.error is not None:
+            self._remove_empty_outputs()      # nothing was produced: leave no empty files behind
+        if self.cfg.output.stats_json:
+            try:
+                write_stats_json(self.cfg.output.stats_json, json.dumps(report, indent=2) + "\n")
+            except OutputError as e:
+                if chain.error is None:
+                    raise
+                print(f"warning: {e}", file=self.log)    # the run's own error is the one to report
         if chain.error is not None:
             raise chain.error
         return report
+
+    def _remove_empty_outputs(self) -> None:
+        for w in self.writers:
+            try:
+                p = Path(w.path)
+                if p.is_file():
+                    p.unlink()
+            except OSError:
+                pass
 
     def _progress(self):
         if self.source.live or not self.cfg.output.progress:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import re
 import time
@@ -33,6 +34,7 @@ VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".m4v", ".webm", ".ts", ".mpg"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 URL_RE = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp|srt)://", re.I)
 CAMERA_RE = re.compile(r"^(?:camera)?(\d+)$", re.I)
+MIN_FRAME_SIDE = 16        # smaller frames cannot be letterboxed into a detector input
 
 
 class SourceError(RuntimeError):
@@ -55,6 +57,19 @@ class Source(ABC):
         self.warnings.append(message)
         if self.on_warning is not None:
             self.on_warning(f"{self.name}: {message}")
+
+    def check_size(self, image: np.ndarray, index: int) -> None:
+        """A frame too small for the detector is an error; a change of size is reported (the runner
+        restarts the tracks and the video writer scales to its first size)."""
+        h, w = image.shape[:2]
+        if min(h, w) < MIN_FRAME_SIDE:
+            raise SourceError(f"{self.name}: frame {index} is {w}x{h} pixels, too small for the detector; "
+                              f"it needs at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}")
+        last = getattr(self, "_size", None)
+        if last is not None and last != (w, h):
+            self.warn(f"frame size changed from {last[0]}x{last[1]} to {w}x{h} at frame {index}; "
+                      "tracks restart, the saved video scales it to the first size")
+        self._size = (w, h)
 
     @abstractmethod
     def __iter__(self) -> Iterator[Frame]: ...
@@ -88,8 +103,10 @@ class PyAVSource(Source):
                                      metadata_errors="replace")
         except FileNotFoundError:
             raise SourceError(f"{self.name}: file not found; check the path") from None
-        except av.error.ExitError as e:
-            raise SourceError(f"{self.name}: stream ended while opening ({_av_message(e)})") from None
+        except av.error.ExitError:
+            # FFmpeg's interrupt callback: PyAV's open timeout ran out (the peer accepted and sent nothing).
+            raise SourceError(f"{self.name}: timed out after {cfg.open_timeout_s:g} s while opening (nothing "
+                              "received); check the URL and that the stream is up, or raise source.open_timeout_s") from None
         except av.error.FFmpegError as e:
             raise SourceError(f"{self.name}: cannot open ({_av_message(e)}); {self._hint()}") from None
         except OSError as e:
@@ -152,6 +169,7 @@ class PyAVSource(Source):
                     turns = int(round((vf.rotation or 0) / 90.0)) % 4   # display-matrix rotation, as players apply it
                     if turns:
                         image = np.ascontiguousarray(np.rot90(image, turns))
+                    self.check_size(image, index)
                     yield Frame(image, index, ts, self.name, time.monotonic())
                     index += 1
                     if self.max_frames and index >= self.max_frames:
@@ -167,16 +185,25 @@ class PyAVSource(Source):
             return
         if index == 0:
             raise SourceError(f"{self.name}: no frame could be decoded; the file may be corrupt or use an unsupported codec")
-        duration = self._duration()
-        if not self.live and duration and last_ts + 1.0 < duration and not self.max_frames:
-            self.warn(f"ended at {last_ts:.2f} s of {duration:.2f} s; the file looks truncated")
+        if not self.live and not self.max_frames:
+            self._check_complete(last_ts)
 
-    def _duration(self) -> float | None:
-        if self.stream.duration and self.stream.time_base:
-            return float(self.stream.duration * self.stream.time_base)
-        if self.container.duration:
-            return self.container.duration / 1e6
-        return None
+    def _check_complete(self, last_ts: float) -> None:
+        """Warn when decoding stopped before the container's end: the last frame more than half a
+        frame short of the stated duration, start offsets taken into account."""
+        frame_s = 1.0 / self.fps if self.fps and self.fps > 0 else 0.04
+        tb = self.stream.time_base
+        if self.stream.duration and tb:          # the stream's own duration: from its first frame
+            end, last = float(self.stream.duration * tb), last_ts
+        elif self.container.duration:
+            # The container's may count from zero or from the start offset (Matroska written with an
+            # offset states the former): compare with the last frame's absolute time, the later of the two.
+            start = float(self.stream.start_time * tb) if self.stream.start_time and tb else 0.0
+            end, last = self.container.duration / 1e6, last_ts + start
+        else:
+            return
+        if last + 1.5 * frame_s < end:
+            self.warn(f"ended at {last:.2f} s of {end:.2f} s; the file looks truncated")
 
     def close(self) -> None:
         try:
@@ -218,6 +245,7 @@ class CameraSource(Source):
             now = time.monotonic()
             if not ok or image is None:
                 raise SourceError(f"{self.name}: stopped delivering frames after {index} (unplugged?)")
+            self.check_size(image, index)
             yield Frame(image, index, now - t0, self.name, now)
             index += 1
             if self.max_frames and index >= self.max_frames:
@@ -246,6 +274,10 @@ class ImageSource(Source):
                 raise SourceError(f"{stamps_file}: unreadable ({e}); fix it or pass --fps") from None
             if not isinstance(stamps, list) or len(stamps) != len(paths):
                 raise SourceError(f"{stamps_file}: expected a list of {len(paths)} times; fix it or pass --fps")
+            for i, t in enumerate(stamps):
+                if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+                    raise SourceError(f"{stamps_file}: entry {i} ({json.dumps(t)}) is not a finite number of seconds; "
+                                      "fix it or pass --fps")
             self.timestamps = [float(t) - float(stamps[0]) for t in stamps]
             span = self.timestamps[-1] if len(stamps) > 1 else 0.0
             self.fps = (len(stamps) - 1) / span if span > 0 else None
@@ -259,6 +291,7 @@ class ImageSource(Source):
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
                 raise SourceError(f"{path}: not a readable image; remove or replace it")
+            self.check_size(image, index)
             ts = self.timestamps[index] if self.timestamps else index / self.fps
             yield Frame(image, index, ts, self.name, time.monotonic())
 
