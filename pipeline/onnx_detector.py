@@ -114,6 +114,9 @@ class OnnxDetector:
         self.cfg = cfg
         self.input_name = self.session.get_inputs()[0].name
         shape = self.session.get_inputs()[0].shape
+        if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
+            raise DetectorError(f"detector model {path}: input shape {list(shape)} is not (batch, 3, height, width); "
+                                "pass a model that takes 3-channel images")
         if cfg.input_size is not None:
             self.in_h, self.in_w = cfg.input_size
         elif isinstance(shape[2], int) and isinstance(shape[3], int):

@@ -344,3 +344,21 @@ def test_one_bad_source_lets_the_others_finish(tmp_path):
     good = runner.runners[0].report
     assert good["frames_out"] == 38 and good["stop_reason"] == "end of input"
     assert len((tmp_path / "o_0.jsonl").read_text().splitlines()) == 38
+
+
+# -- row 17 (validation part): an ONNX input that is not a 3-channel image batch ----------------------
+@pytest.mark.parametrize("shape", [[1, 1, 416, 416], [1, 416, 416], [1, 4, 64, 64, 1]], ids=["1_channel", "rank_3", "rank_5"])
+def test_onnx_input_of_wrong_rank_or_channels_is_refused_at_load(tmp_path, shape):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from pipeline.onnx_detector import DetectorError, OnnxDetector
+
+    graph = helper.make_graph([helper.make_node("Identity", ["images"], ["out"])], "g",
+                              [helper.make_tensor_value_info("images", TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, shape)])
+    path = tmp_path / "bad.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    cfg = config(**{"detector.model": str(path), "detector.format": "decoded", "detector.input_size": [416, 416]})
+    with pytest.raises(DetectorError, match=r"input shape .* is not \(batch, 3, height, width\)"):
+        OnnxDetector(cfg.detector)
