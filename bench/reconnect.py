@@ -60,7 +60,7 @@ def main() -> int:
                 return 1
             gap = runner.source.gaps[trial]
             rows.append({"down_s": round(returned - killed, 2), "reported_gap_s": gap["seconds"],
-                         "resumed_after_return_s": round(gap["resumed_at"] - returned, 2)})
+                         "resumed_after_return_s": round(gap["resumed_monotonic"] - returned, 2)})
             wait_until(lambda: False, 3.0)           # let it run a little between outages
         server.kill()
         lost = time.monotonic()

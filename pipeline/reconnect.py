@@ -30,7 +30,9 @@ class ReconnectingSource(Source):
         self.frame_count_hint = None
         self.timeout_s, self.initial_s, self.max_s = timeout_s, initial_s, max_s
         self.stop = stop or threading.Event()
-        self.gaps: list[dict] = []   # {"after_frame", "at_s", "seconds", "resumed_at" (time.monotonic)}
+        # {"after_frame", "at_s", "seconds", "resumed_at_s"}: times on the frames' clock (the first frame
+        # after the gap is stamped resumed_at_s = at_s + seconds); "resumed_monotonic": time.monotonic().
+        self.gaps: list[dict] = []
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
@@ -46,7 +48,7 @@ class ReconnectingSource(Source):
                 gap = now - lost_at
                 offset = last_ts + gap
                 self.gaps.append({"after_frame": index - 1, "at_s": round(last_ts, 3), "seconds": round(gap, 3),
-                                  "resumed_at": now})
+                                  "resumed_at_s": round(offset, 3), "resumed_monotonic": now})
                 self.warn(f"back after a {gap:.2f} s gap (frame {index} on)")
             session_start: float | None = None
             reason = "the stream ended"
