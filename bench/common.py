@@ -74,7 +74,7 @@ def write_json(path: str | Path | None, args, results) -> None:
         return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"args": vars(args), "results": results}, indent=2) + "\n")
+    path.write_text(json.dumps({"args": vars(args), "results": results}, indent=2, default=str) + "\n")
 
 
 def rss_mb() -> float:
