@@ -55,7 +55,12 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     if tp is Any:
         return value
     if origin is Literal:
-        if value in get_args(tp):
+        if isinstance(value, bool):     # YAML 1.1 reads no/yes/off/on as booleans: take the word back
+            words = [a for a in get_args(tp) if isinstance(a, str)
+                     and a.lower() in (("yes", "on", "true") if value else ("no", "off", "false"))]
+            if len(words) == 1:
+                return words[0]
+        if value in get_args(tp) and not isinstance(value, bool):
             return value
         raise ConfigError(f"{where}: {value!r} is not allowed; use {_type_name(tp)}")
     if origin in (typing.Union, types.UnionType):

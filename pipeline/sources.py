@@ -105,8 +105,9 @@ class PyAVSource(Source):
             raise SourceError(f"{self.name}: file not found; check the path") from None
         except av.error.ExitError:
             # FFmpeg's interrupt callback: PyAV's open timeout ran out (the peer accepted and sent nothing).
-            raise SourceError(f"{self.name}: timed out after {cfg.open_timeout_s:g} s while opening (nothing "
-                              "received); check the URL and that the stream is up, or raise source.open_timeout_s") from None
+            raise SourceError(f"{self.name}: timed out while opening, nothing received (source.open_timeout_s "
+                              f"{cfg.open_timeout_s:g} s, read_timeout_s {cfg.read_timeout_s:g} s); check the URL "
+                              "and that the stream is up") from None
         except av.error.FFmpegError as e:
             raise SourceError(f"{self.name}: cannot open ({_av_message(e)}); {self._hint()}") from None
         except OSError as e:

@@ -75,6 +75,8 @@ ACCEPTED = [   # (override, check(cfg, the default config))
      lambda c, d: c.detector.threads == max_threads()),
     ("queue_at_limit", {"pipeline.queue_size": MAX_QUEUE}, lambda c, d: c.pipeline.queue_size == MAX_QUEUE),
     ("mkv_output", {"output.save_video": "o.mkv"}, lambda c, d: c.output.save_video == "o.mkv"),
+    ("yaml_no_is_a_word", {"source.reconnect": False}, lambda c, d: c.source.reconnect == "no"),   # `reconnect: no`
+    ("yaml_yes_is_a_word", {"output.show": True}, lambda c, d: c.output.show == "yes"),
 ]
 
 
