@@ -258,11 +258,18 @@ class Runner:
                 self.progress = None
         if stuck:
             print(f"warning: threads still running after {pcfg.join_timeout_s:.0f} s: {', '.join(stuck)}", file=self.log)
+        in_flight = self.stats.frames_in - self.stats.frames_out - self.stats.dropped
+        if in_flight > 0:                 # read but never output: stopped inside the chain (quit, error)
+            self.stats.drop("in flight at stop", in_flight)
         report = self.stats.report()
         report["stop_reason"] = "error" if chain.error else self.stop_reason
         report["source"] = self.source.name
         report["drop_policy"] = self.policy
         report["gaps"] = list(getattr(self.source, "gaps", []))
+        waited = sum(g["seconds"] for g in report["gaps"])
+        if waited:                        # the FPS of the frames' own time, not of the reconnect waits
+            report["reconnect_wait_s"] = round(waited, 3)
+            report["fps"] = round(report["frames_out"] / max(report["wall_s"] - waited, 1e-3), 2)
         report["warnings"] = list(getattr(self.source, "warnings", []))
         self.report = report
         if self.stats.frames_out == 0 and chain.error is not None:

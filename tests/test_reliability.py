@@ -362,3 +362,15 @@ def test_onnx_input_of_wrong_rank_or_channels_is_refused_at_load(tmp_path, shape
     cfg = config(**{"detector.model": str(path), "detector.format": "decoded", "detector.input_size": [416, 416]})
     with pytest.raises(DetectorError, match=r"input shape .* is not \(batch, 3, height, width\)"):
         OnnxDetector(cfg.detector)
+
+
+def test_frames_in_flight_when_stopped_are_counted_as_dropped():
+    runner = Runner(config(**{"pipeline.queue_size": 4}), str(VIDEO), log=open(os.devnull, "w"))
+    runner.start()
+    deadline = time.monotonic() + 60
+    while runner.stats.frames_out < 3 and time.monotonic() < deadline:
+        runner.step()
+    report = runner.finish()                              # what quitting does
+    lost = report["dropped"].get("in flight at stop", 0)
+    assert 0 < report["frames_out"] < 38 and lost > 0, report
+    assert report["frames_in"] == report["frames_out"] + sum(report["dropped"].values())
