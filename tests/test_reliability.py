@@ -374,3 +374,27 @@ def test_frames_in_flight_when_stopped_are_counted_as_dropped():
     lost = report["dropped"].get("in flight at stop", 0)
     assert 0 < report["frames_out"] < 38 and lost > 0, report
     assert report["frames_in"] == report["frames_out"] + sum(report["dropped"].values())
+
+
+def test_fps_of_a_run_with_a_reconnect_leaves_out_the_wait():
+    from pipeline.reconnect import ReconnectingSource
+
+    attempts = []
+
+    def opener():
+        attempts.append(1)
+        if len(attempts) == 2:
+            raise SourceError("camera9: gone for a moment")
+        if len(attempts) > 3:
+            raise SourceError("camera9: gone for good")
+        return open_source(str(VIDEO), SourceConfig(max_frames=10))
+
+    src = ReconnectingSource(opener, timeout_s=1.0, initial_s=0.6, max_s=0.6)
+    runner = Runner(config(), src, log=open(os.devnull, "w"))
+    with pytest.raises(Exception, match="not back within 1 s"):
+        runner.run()
+    report = runner.report
+    waited = sum(g["seconds"] for g in report["gaps"])
+    assert waited >= 0.9 and report["reconnect_wait_s"] == pytest.approx(waited, abs=1e-3)
+    assert report["fps"] == pytest.approx(report["frames_out"] / (report["wall_s"] - waited), rel=0.01)
+    assert report["fps"] > report["frames_out"] / report["wall_s"]
