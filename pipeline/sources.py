@@ -142,6 +142,7 @@ class PyAVSource(Source):
         origin = time.monotonic()
         index = 0
         last_ts = -1.0
+        last_dur = 0.0              # the last frame's own duration (VFR: it may be long)
         bad_run = 0
         try:
             for packet in self.container.demux(self.stream):
@@ -166,6 +167,7 @@ class PyAVSource(Source):
                     if ts <= last_ts:  # broken or repeated PTS: keep time moving forward
                         ts = last_ts + (1.0 / self.fps if self.fps else 1e-3)
                     last_ts = ts
+                    last_dur = float(vf.duration * tb) if vf.duration and tb is not None else 0.0
                     image = vf.to_ndarray(format="bgr24")
                     turns = int(round((vf.rotation or 0) / 90.0)) % 4   # display-matrix rotation, as players apply it
                     if turns:
@@ -187,12 +189,13 @@ class PyAVSource(Source):
         if index == 0:
             raise SourceError(f"{self.name}: no frame could be decoded; the file may be corrupt or use an unsupported codec")
         if not self.live and not self.max_frames:
-            self._check_complete(last_ts)
+            self._check_complete(last_ts, last_dur)
 
-    def _check_complete(self, last_ts: float) -> None:
-        """Warn when decoding stopped before the container's end: the last frame more than half a
+    def _check_complete(self, last_ts: float, last_dur: float) -> None:
+        """Warn when decoding stopped before the container's end: the last frame's end more than half a
         frame short of the stated duration, start offsets taken into account."""
         frame_s = 1.0 / self.fps if self.fps and self.fps > 0 else 0.04
+        last_dur = last_dur or frame_s
         tb = self.stream.time_base
         if self.stream.duration and tb:          # the stream's own duration: from its first frame
             end, last = float(self.stream.duration * tb), last_ts
@@ -203,7 +206,7 @@ class PyAVSource(Source):
             end, last = self.container.duration / 1e6, last_ts + start
         else:
             return
-        if last + 1.5 * frame_s < end:
+        if last + last_dur + 0.5 * frame_s < end:
             self.warn(f"ended at {last:.2f} s of {end:.2f} s; the file looks truncated")
 
     def close(self) -> None:
