@@ -19,10 +19,9 @@ from .config import AppConfig
 from .detector import Detector
 from .display import Preview, display_available
 from .onnx_detector import build_detector
-from .outputs import (JsonlWriter, MotWriter, VideoWriter, draw_detections, draw_hud, probe_stats_json,
+from .outputs import (JsonlWriter, MotWriter, OutputError, VideoWriter, draw_detections, draw_hud, probe_stats_json,
                       refuse_overwriting_inputs, write_stats_json)
 from .records import Packet
-from .outputs import OutputError
 from .sources import Source, open_source
 from .stages import END, Chain, StageSpec
 from .stats import Stats
