@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
@@ -265,7 +266,18 @@ def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | N
     try:
         return from_mapping(AppConfig, data, "config")
     except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise ConfigError(_blame(str(e), path, overrides or {})) from None
+
+
+def _blame(message: str, path: Path, overrides: Mapping[str, Any]) -> str:
+    """Name the YAML file only when the bad value came from it: a value given on the command line
+    (``--set``, ``--fps``, ``--save-json``) is not the file's fault."""
+    if message.startswith("--"):
+        return message                       # names its own command-line flags
+    for key, value in overrides.items():
+        if value is not None and re.search(rf"(^|config\.){re.escape(key)}(\W|$)", message):
+            return message
+    return f"{path}: {message}"
 
 
 def model_overrides(model: str) -> dict:

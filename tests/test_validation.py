@@ -135,3 +135,22 @@ def test_config_file_that_is_not_utf8_is_one_line(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"config file {bad}: not UTF-8 text" in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize("over", [
+    {"source.fps": math.nan},                                # --fps nan: not the YAML file's value
+    {"detector.threads": 100000},
+    {"output.save_json": "s", "output.save_mot": "s"},
+    {"detector.score_threshold": 2.0},
+], ids=["fps_flag", "threads_set", "same_path_flags", "threshold_flag"])
+def test_a_bad_command_line_value_does_not_blame_the_config_file(over):
+    with pytest.raises(ConfigError) as e:
+        load_config(DEFAULT_CONFIG, over)
+    assert str(DEFAULT_CONFIG) not in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_bad_value_in_the_file_names_the_file(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("source:\n  open_timeout_s: .nan\n")
+    with pytest.raises(ConfigError, match=rf"^{bad}: config.source.open_timeout_s: nan is not allowed"):
+        load_config(bad, {"source.fps": 5.0})
