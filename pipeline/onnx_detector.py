@@ -162,7 +162,8 @@ class OnnxDetector:
         self.variant = meta.get("variant")
         self.imgsz: int | None = None
         self.fixed_shape: tuple[int, int] | None = None
-        if isinstance(shape[2], int) and isinstance(shape[3], int):      # the file decides
+        self._file_fixed = isinstance(shape[2], int) and isinstance(shape[3], int)
+        if self._file_fixed:                                             # the file decides
             self.fixed_shape = (shape[2], shape[3])
             if cfg.input_size is not None and tuple(cfg.input_size) != self.fixed_shape:
                 raise DetectorError(
@@ -192,11 +193,12 @@ class OnnxDetector:
             else:
                 shape = self.fixed_shape
                 wanted = frame_input_shape(width, height, max(shape), self.stride)
-                if wanted != shape and self.cfg.letterbox != "stretch":
-                    spec = f"{self.variant}:WEIGHTS.pth" if self.variant else "VARIANT:WEIGHTS.pth"
+                if self._file_fixed and wanted != shape and self.cfg.letterbox != "stretch":
+                    spec = f"{self.variant}:WEIGHTS.pth" if self.variant else \
+                        "VARIANT:WEIGHTS.pth (e.g. yolox_nano:yolox_nano.pth)"
                     self._note(f"{Path(self.cfg.model).name} has a fixed {shape[0]}x{shape[1]} input; {width}x{height} "
                                f"frames would want {wanted[0]}x{wanted[1]} (no padding to pay for); re-export with "
-                               f"a dynamic shape: python tools/export_model.py {spec} -o OUT.onnx (e.g. yolox_nano:yolox_nano.pth)")
+                               f"a dynamic shape: python tools/export_model.py {spec} -o OUT.onnx")
             self._shapes[(width, height)] = shape
         return shape
 
