@@ -92,12 +92,15 @@ class SharedDetector:
 
     def _take(self) -> list[_Request] | None:
         with self._cond:
-            while not self._pending and not self._closed:
-                self._cond.wait(0.1)
-            if not self._pending:
-                return None
-            if self.gather_s > 0 and sum(len(r.batch) for r in self._pending) < self.max_batch:
-                self._cond.wait(self.gather_s)
+            while True:
+                while not self._pending and not self._closed:
+                    self._cond.wait(0.1)
+                if not self._pending:
+                    return None
+                if self.gather_s > 0 and sum(len(r.batch) for r in self._pending) < self.max_batch:
+                    self._cond.wait(self.gather_s)
+                if self._pending:        # another server thread may have taken them while this one waited
+                    break
             # Only batches of the first request's input shape go together (each source has the
             # shape of its own frames); the others wait for the next call, in order.
             shape = _input_shape(self._pending[0].batch)

@@ -211,9 +211,9 @@ class ShapeRecorder:
     """A detector whose input shape is the frame's own; records the shapes of every infer call."""
 
     class_names = ("car",)
-    workers = 1
 
-    def __init__(self):
+    def __init__(self, workers=1):
+        self.workers = workers
         self.calls: list[list[tuple]] = []
 
     def preprocess(self, images):
@@ -230,28 +230,33 @@ class ShapeRecorder:
                            np.zeros(1, np.int64)) for lb in batch.letterboxes]
 
 
-def test_shared_batches_group_equal_shapes():
+@pytest.mark.parametrize("workers", [1, 2], ids=["one_server", "two_servers"])
+def test_shared_batches_group_equal_shapes(workers):
+    """Two server threads: one may find the queue emptied by the other after its gather wait."""
     from pipeline.batching import SharedDetector
 
-    rec = ShapeRecorder()
-    shared = SharedDetector(rec, max_batch=8, gather_s=0.05)
-    sizes = [(720, 1280), (375, 1242), (720, 1280), (375, 1242)]
-    results = [None] * len(sizes)
+    for _ in range(5):                   # the race between servers is timing-dependent: several rounds
+        rec = ShapeRecorder(workers)
+        shared = SharedDetector(rec, max_batch=8, gather_s=0.05)
+        sizes = [(720, 1280), (375, 1242), (720, 1280), (375, 1242)] * 2
+        results = [None] * len(sizes)
 
-    def stream(i):
-        h, w = sizes[i]
-        results[i] = shared.detect([np.zeros((h, w, 3), np.uint8)])
+        def stream(i):
+            h, w = sizes[i]
+            results[i] = shared.detect([np.zeros((h, w, 3), np.uint8)])
 
-    threads = [threading.Thread(target=stream, args=(i,)) for i in range(len(sizes))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(5)
-    shared.close()
-    assert all(len(set(call)) == 1 for call in rec.calls)          # never two shapes in one call
-    assert sum(len(c) for c in rec.calls) == 4
-    for (h, w), dets in zip(sizes, results):                        # each stream got its own frame back
-        assert dets[0].xyxy[0].tolist() == [0, 0, w, h]
+        threads = [threading.Thread(target=stream, args=(i,)) for i in range(len(sizes))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(5)
+        alive = [t.is_alive() for t in shared._threads]
+        shared.close()
+        assert all(alive)                                           # no server thread died
+        assert all(len(set(call)) == 1 for call in rec.calls)      # never two shapes in one call
+        assert sum(len(c) for c in rec.calls) == len(sizes)
+        for (h, w), dets in zip(sizes, results):                    # each stream got its own frame back
+            assert dets[0].xyxy[0].tolist() == [0, 0, w, h]
 
 
 # -- the shipped default ---------------------------------------------------------------------------
