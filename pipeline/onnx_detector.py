@@ -12,6 +12,12 @@ Three output layouts are understood:
                then C class scores (what ``models/`` exports).  Preprocessing may
                be stored in the model's metadata under the key ``dashtrack``.
 
+Input shape: a file with a fixed height and width runs at that shape (a one-line note when the
+frames' aspect ratio would want another); a dynamic-shape file gets, per frame size,
+``frame_input_shape(w, h, imgsz, stride)``: ``detector.imgsz`` (else the metadata's default
+input_size) as the long side, the short side following the frame.  ``detector.input_size`` fixes a
+dynamic file's shape instead.  The input must be (batch, 3, H, W).
+
 Post-processing order: score threshold -> top-k -> class-aware NMS -> max
 detections -> letterbox undone and boxes clipped to the image.
 """
