@@ -280,3 +280,37 @@ def test_run_stream_default_needs_nothing_from_shared(tmp_path):
     # frame 5's two cars sit right of centre, their bottoms about 500 px down (checked by eye)
     first = cars[5]
     assert any(b["xyxy"][0] > 640 and 380 < b["xyxy"][3] < 560 for b in first)
+
+
+@pytest.mark.parametrize("flags, want_shape, want_meta", [
+    (["--imgsz", "640"], ["batch", 3, "height", "width"], {"input_size": [384, 640], "dynamic_shape": True}),
+    (["--input-size", "256", "832", "--fixed-shape"], ["batch", 3, 256, 832],
+     {"input_size": [256, 832], "dynamic_shape": False}),
+], ids=["dynamic_imgsz", "fixed_input_size"])
+def test_export_model_cli_shapes(tmp_path, flags, want_shape, want_meta):
+    from models.export import read_onnx_metadata
+
+    weights = tmp_path / "w.pth"
+    torch.save({"model": build_coco_state()}, weights)
+    out = tmp_path / "m.onnx"
+    proc = subprocess.run([sys.executable, "tools/export_model.py", f"yolox_nano:{weights}", "-o", str(out)] + flags,
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert ort.InferenceSession(str(out)).get_inputs()[0].shape == want_shape
+    meta = read_onnx_metadata(out)
+    assert {k: meta[k] for k in want_meta} == want_meta
+
+
+def build_coco_state() -> dict:
+    """A random-init YOLOX-Nano state dict in the official release layout (80 COCO classes)."""
+    from models import build_model, load_variant
+
+    torch.manual_seed(0)
+    return build_model(load_variant("yolox_nano")).state_dict()
+
+
+def test_export_model_cli_refuses_a_bad_size(tmp_path):
+    proc = subprocess.run([sys.executable, "tools/export_model.py", "yolox_nano", "-o", str(tmp_path / "m.onnx"),
+                           "--input-size", "100", "200"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "input size [100, 200]: height and width must be multiples of 32" in proc.stderr.strip().splitlines()[-1]
