@@ -11,7 +11,6 @@ import argparse
 import signal
 import sys
 import traceback
-from pathlib import Path
 
 import yaml
 
@@ -34,8 +33,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="video file, cameraN, rtsp:// or http(s):// URL, image folder or glob, lavfi:<filter>; "
                         "several sources share one detector (outputs get _0, _1, ... suffixes)")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default: configs/default.yaml)")
-    p.add_argument("--model", help="detector: a preset in configs/detectors (yolox_nano, nanodet_m), "
-                                   "a detector YAML, an .onnx file, or a models/ variant or checkpoint")
+    p.add_argument("--model", help="detector: a preset in configs/detectors (dashcam = the default, lite, "
+                                   "yolox_nano, nanodet_m), a detector YAML, an .onnx file, or a models/ variant "
+                                   "or checkpoint")
+    p.add_argument("--imgsz", type=int, metavar="N",
+                   help="detector input long side; the short side follows the source's aspect ratio "
+                        "(a fixed-shape model runs at its own shape)")
     show = p.add_mutually_exclusive_group()
     show.add_argument("--no-show", action="store_true", help="no preview window")
     show.add_argument("--show", action="store_true", help="preview window (when a display is present)")
@@ -58,9 +61,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-SHIPPED_MODEL = "lite"       # configs/detectors/lite.yaml -> models/weights/lite.onnx
-
-
 def build_config(args: argparse.Namespace):
     overrides = {}
     if args.model:
@@ -74,20 +74,13 @@ def build_config(args: argparse.Namespace):
         "source.fps": args.fps,
         "source.max_frames": args.max_frames,
         "detector.score_threshold": args.score_threshold,
+        "detector.imgsz": args.imgsz,
         "detector.device": args.device,
         "pipeline.track": False if args.no_track else args.track,
     })
     sets = parse_sets(args.set)
     overrides.update(sets)
     cfg = load_config(args.config, overrides)
-    if not args.model and "detector.model" not in sets and Path(args.config).resolve() == DEFAULT_CONFIG.resolve() \
-            and cfg.detector.backend == "onnx" and not Path(cfg.detector.model).is_file():
-        # The default config's YOLOX-Nano teacher lives in ../shared/data; without it a fresh
-        # machine still gets boxes, from the model this repository ships.
-        print(f"note: {cfg.detector.model} not found; using the shipped model ({SHIPPED_MODEL}, "
-              "see models/MODEL_CARD.md)", file=sys.stderr)
-        overrides.update(model_overrides(SHIPPED_MODEL))
-        cfg = load_config(args.config, overrides)
     return cfg
 
 

@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
 """End to end against the baselines of ../shared/ANCHORS.md, all in one run.
 
-On one 1280x720 clip looped to --frames, YOLOX-Nano ONNX, tracker on:
-  naive            one thread: cv2 read -> letterbox 416 -> onnxruntime -> NMS -> tracker -> draw
+On one 1280x720 clip looped to --frames, tracker on:
+  naive            one thread: cv2 read -> letterbox 416 -> onnxruntime -> NMS -> tracker -> draw, with the
+                   shared YOLOX-Nano teacher at 416x416 (--model yolox_nano)
   naive+writer     the same + cv2.VideoWriter (mp4v)
-  ours             run_stream's Runner (threaded stage chain), no output file
+  ours             run_stream's Runner (threaded stage chain) with the default config (the shipped
+                   dashcam model, input shaped like the frame), no output file
   ours+h264        the same + --save-video (PyAV libx264)
   ours x4 streams  4 copies of the clip at once, one shared detector (total FPS)
-  ours, lite       ours with the shipped detector (configs/detectors/lite.yaml) instead of YOLOX-Nano
+  ours, lite       ours with the small lite detector (configs/detectors/lite.yaml, 288x512)
   ultralytics      YOLO("yolo11n.yaml").track(imgsz=640), random weights, in --ultra-python
                    (a venv with ultralytics; skipped when absent)
 Configurations run in turn, --repeats times, and the medians are reported.
@@ -132,7 +134,8 @@ def main() -> int:
     over = {"output.show": "no", "output.progress": False, "pipeline.track": True}
     # The naive loop at onnxruntime's fastest setting for one model alone on this CPU
     # (2 intra-op threads, spinning: 16.3 ms vs 20.8 ms with its default thread count).
-    cfg_naive = load_config(DEFAULT_CONFIG, dict(over, **{"detector.threads": 2, "detector.spin": True}))
+    cfg_naive = load_config(DEFAULT_CONFIG, dict(over, **model_overrides("yolox_nano"),
+                                                 **{"detector.threads": 2, "detector.spin": True}))
     if args.threads is not None:
         over["detector.threads"] = args.threads
     if args.spin is not None:

@@ -10,6 +10,8 @@ decode + NMS all run on the model's device in torch; only the final boxes become
 """
 from __future__ import annotations
 
+import dataclasses
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -18,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.detector import Batch, Letterbox
+from pipeline.detector import Batch, Letterbox, frame_input_shape
 from pipeline.records import Detections
 
 from .checkpoint import CheckpointError, is_ours, load_state_strict, read_checkpoint, spec_of
@@ -37,7 +39,10 @@ def letterbox_params(h: int, w: int, input_hw: tuple[int, int], mode: str) -> tu
 class TorchDetector:
     def __init__(self, model: nn.Module, spec: ModelSpec, device: str = "cpu",
                  post: PostprocessConfig = PostprocessConfig(), classes: Sequence[str] | None = None,
-                 half: bool = False):
+                 half: bool = False, imgsz: int | None = None):
+        """``imgsz``: the input's long side, the short side following each frame's aspect
+        (``frame_input_shape``); None: the variant's fixed ``spec.input_size``."""
+        self.imgsz = imgsz
         self.device = torch.device(device)
         if half and self.device.type != "cuda":
             raise ValueError(f"half=True needs a CUDA device, got {device!r}")
@@ -61,9 +66,17 @@ class TorchDetector:
         self._mean = torch.tensor(p.mean, device=self.device, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(p.std, device=self.device, dtype=torch.float32).view(1, 3, 1, 1)
 
+    def input_shape(self, width: int, height: int) -> tuple[int, int]:
+        """The (height, width) input for width x height frames."""
+        if self.imgsz is None:
+            return self.spec.input_size
+        return frame_input_shape(width, height, self.imgsz, 32)   # every family's input is a multiple of 32
+
     def preprocess(self, images: Sequence[np.ndarray]) -> Batch:
         """BGR uint8 (H, W, 3) frames -> (B, 3, IH, IW) normalised tensor on the device + letterboxes."""
-        ih, iw = self.spec.input_size
+        if len(images) == 0 or getattr(images[0], "ndim", 0) != 3:
+            raise ValueError("expected a non-empty list of (H, W, 3) uint8 BGR images")
+        ih, iw = self.input_shape(images[0].shape[1], images[0].shape[0])   # one shape per batch
         p = self.spec.preprocess
         canvas = torch.full((len(images), 3, ih, iw), float(p.pad_value), device=self.device)
         boxes = []
@@ -93,7 +106,7 @@ class TorchDetector:
         if self._selected is not None:
             scores = scores.index_select(2, self._selected)  # (B, N, C) -> (B, N, len(classes))
         per_image = postprocess(params.float(), scores.float(), priors.float(), self.model.decode_boxes,
-                                self.spec.input_size, self.post)
+                                tuple(batch.data.shape[2:]), self.post)
         out = []
         for (xyxy, score, cls), lb in zip(per_image, batch.letterboxes):
             out.append(Detections(lb.to_image(xyxy.cpu().numpy()), score.cpu().numpy(), cls.cpu().numpy()))
@@ -143,13 +156,20 @@ def _official_state(ckpt: object, path) -> dict:
 
 def build_detector(spec: str, device: str = "cpu", score_threshold: float = 0.3, nms_iou: float = 0.45,
                    max_detections: int = 100, classes: tuple[str, ...] | None = None,
-                   half: bool = False) -> TorchDetector:
+                   half: bool = False, imgsz: int | None = None,
+                   input_size: tuple[int, int] | None = None) -> TorchDetector:
+    """``input_size`` (H, W) fixes the input and wins over ``imgsz`` (a one-line note when both are given)."""
     model_spec, state, source = resolve(spec)
+    if input_size is not None:
+        if imgsz is not None:
+            print(f"note: input_size {list(input_size)} and imgsz {imgsz} are both set; the fixed input_size wins",
+                  file=sys.stderr)
+        model_spec, imgsz = dataclasses.replace(model_spec, input_size=tuple(input_size)), None
     model = build_model(model_spec)
     if state is not None:
         load_state_strict(model, state, source, model_spec.name)
     post = PostprocessConfig(score_threshold=score_threshold, nms_iou=nms_iou, max_detections=max_detections)
-    return TorchDetector(model, model_spec, device, post, classes, half)
+    return TorchDetector(model, model_spec, device, post, classes, half, imgsz)
 
 
 __all__ = ["TorchDetector", "build_detector", "letterbox_params", "resolve", "ZOO"]

@@ -4,7 +4,10 @@ Graph: input ``images`` (B, 3, H, W) float32, already letterboxed and normalised
 ``TorchDetector.preprocess`` does; output ``detections`` (B, N, 4 + C): x1 y1 x2 y2 in
 network-input pixels, then C class scores in [0, 1] (objectness multiplied in).  NMS stays
 outside the graph.  The preprocessing is stored in the ONNX metadata_props under the key
-``dashtrack`` as JSON: format, input_size, letterbox, pad_value, color, mean, std, class_names.
+``dashtrack`` as JSON: format, input_size, letterbox, pad_value, color, mean, std, class_names,
+variant, stride and dynamic_shape.  With ``dynamic_shape`` (the default) the height and width
+axes are dynamic, so one file serves every input shape (multiples of ``stride``);
+``input_size`` is then the default shape.
 """
 from __future__ import annotations
 
@@ -19,7 +22,10 @@ from .registry import ModelSpec
 METADATA_KEY = "dashtrack"
 
 
-def onnx_metadata(spec: ModelSpec) -> dict:
+STRIDE = 32   # every family's input is a multiple of 32 (ModelSpec checks it)
+
+
+def onnx_metadata(spec: ModelSpec, dynamic_shape: bool = False) -> dict:
     p = spec.preprocess
     return {
         "format": "decoded",
@@ -31,12 +37,17 @@ def onnx_metadata(spec: ModelSpec) -> dict:
         "std": list(p.std),
         "class_names": list(spec.class_names),
         "variant": spec.name,
+        "stride": STRIDE,
+        "dynamic_shape": dynamic_shape,
     }
 
 
 def export_onnx(model: nn.Module, spec: ModelSpec, path: str | Path, opset: int = 17,
-                dynamic_batch: bool = True) -> Path:
-    """Write ``model`` (decoded forward) to ``path`` with the ``dashtrack`` metadata; needs ``pip install onnx``."""
+                dynamic_batch: bool = True, dynamic_shape: bool = True) -> Path:
+    """Write ``model`` (decoded forward) to ``path`` with the ``dashtrack`` metadata; needs ``pip install onnx``.
+
+    ``dynamic_shape``: height and width are free (traced at ``spec.input_size``, its default);
+    False fixes them at ``spec.input_size``."""
     try:
         import onnx
     except ImportError as e:
@@ -45,14 +56,18 @@ def export_onnx(model: nn.Module, spec: ModelSpec, path: str | Path, opset: int 
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.float().eval()
     dummy = torch.zeros(1, 3, *spec.input_size)
+    axes_in, axes_out = ({0: "batch"}, {0: "batch"}) if dynamic_batch else ({}, {})
+    if dynamic_shape:
+        axes_in.update({2: "height", 3: "width"})
+        axes_out[1] = "boxes"
     torch.onnx.export(
         model, (dummy,), str(path), input_names=["images"], output_names=["detections"], opset_version=opset,
-        dynamic_axes={"images": {0: "batch"}, "detections": {0: "batch"}} if dynamic_batch else None,
+        dynamic_axes={"images": axes_in, "detections": axes_out} if axes_in else None,
         dynamo=False,
     )
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(onnx_metadata(spec))
+    entry.key, entry.value = METADATA_KEY, json.dumps(onnx_metadata(spec, dynamic_shape))
     onnx.save(proto, str(path))
     return path
 

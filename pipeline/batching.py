@@ -4,7 +4,8 @@
 inference stage calls ``infer(batch)``; a single server thread takes every
 request waiting at that moment (up to ``max_batch`` images), runs the wrapped
 detector's ``infer`` + ``postprocess`` once on the concatenated batch, and
-hands each caller its own frames' ``Detections``.  ``postprocess`` on the
+hands each caller its own frames' ``Detections``.  Only requests of equal input shape share
+a call (sources of different frame sizes get inputs of different shapes).  ``postprocess`` on the
 stream side is then only a pass-through.  A failure in the shared call reaches
 every waiting caller (and so surfaces as that stream's inference error).
 """
@@ -31,6 +32,11 @@ def concat_batches(batches: Sequence[Batch]) -> Batch:
 
         stacked = torch.cat(data, dim=0)
     return Batch(stacked, tuple(lb for b in batches for lb in b.letterboxes))
+
+
+def _input_shape(batch: Batch) -> tuple:
+    """The per-image shape of a preprocessed batch (channels, height, width)."""
+    return tuple(batch.data.shape[1:])
 
 
 @dataclass
@@ -86,17 +92,26 @@ class SharedDetector:
 
     def _take(self) -> list[_Request] | None:
         with self._cond:
-            while not self._pending and not self._closed:
-                self._cond.wait(0.1)
-            if not self._pending:
-                return None
-            if self.gather_s > 0 and sum(len(r.batch) for r in self._pending) < self.max_batch:
-                self._cond.wait(self.gather_s)
+            while True:
+                while not self._pending and not self._closed:
+                    self._cond.wait(0.1)
+                if not self._pending:
+                    return None
+                if self.gather_s > 0 and sum(len(r.batch) for r in self._pending) < self.max_batch:
+                    self._cond.wait(self.gather_s)
+                if self._pending:        # another server thread may have taken them while this one waited
+                    break
+            # Only batches of the first request's input shape go together (each source has the
+            # shape of its own frames); the others wait for the next call, in order.
+            shape = _input_shape(self._pending[0].batch)
             taken, images = [], 0
-            while self._pending and (not taken or images + len(self._pending[0].batch) <= self.max_batch):
-                request = self._pending.pop(0)
-                taken.append(request)
-                images += len(request.batch)
+            for request in list(self._pending):
+                if taken and images + len(request.batch) > self.max_batch:
+                    break
+                if _input_shape(request.batch) == shape:
+                    self._pending.remove(request)
+                    taken.append(request)
+                    images += len(request.batch)
             return taken
 
     def _serve(self) -> None:

@@ -92,7 +92,12 @@ class DetectorConfig:
     model: str = ""
     # Output layout (see pipeline/onnx_detector.py); auto: from the model's metadata and outputs.
     format: Literal["auto", "yolox", "nanodet", "decoded"] = "auto"
-    input_size: tuple[int, int] | None = None    # (height, width); null = from the model
+    # Network input: ``imgsz`` is its long side, the short side follows each source's aspect ratio
+    # (rounded up to the model's stride; pipeline.detector.frame_input_shape).  A fixed
+    # ``input_size`` (height, width) wins when both are set.  A fixed-shape ONNX file always runs
+    # at its own shape.  Both null: the model file's default.
+    imgsz: int | None = None
+    input_size: tuple[int, int] | None = None
     letterbox: Literal["topleft", "center", "stretch"] = "topleft"
     pad_value: float = 114.0
     color: Literal["bgr", "rgb"] = "bgr"
@@ -129,6 +134,8 @@ class DetectorConfig:
         _threads("detector.threads", self.threads)
         _at_most("detector.workers x detector.threads", self.workers * self.threads, max_threads(),
                  f" threads in all (4 per CPU core, {os.cpu_count() or 1} cores here)")
+        if self.imgsz is not None and not 32 <= self.imgsz <= 4096:
+            raise ConfigError(f"detector.imgsz: {self.imgsz!r} must be in [32, 4096] (the input's long side in pixels)")
         if self.input_size is not None and min(self.input_size) <= 0:
             raise ConfigError(f"detector.input_size: {list(self.input_size)!r} must be positive (height, width)")
         if any(s <= 0 for s in self.std):

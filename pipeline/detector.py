@@ -14,6 +14,7 @@ map boxes back (scale, padding offsets, original size).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence, runtime_checkable
 
@@ -39,6 +40,21 @@ COCO_NAMES: tuple[str, ...] = (
 DASHCAM_CLASSES: tuple[str, ...] = (
     "person", "bicycle", "car", "motorcycle", "bus", "truck", "traffic light",
 )
+
+
+def frame_input_shape(width: int, height: int, imgsz: int, stride: int = 32) -> tuple[int, int]:
+    """The (height, width) network input for a width x height frame: the long side is ``imgsz``,
+    the short side follows the frame's aspect ratio; both rounded UP to a multiple of ``stride``.
+
+    1280x720 at 672 -> (384, 672); 1242x375 at 832 -> (256, 832); 720x1280 at 672 -> (672, 384).
+    The letterbox then pads only the rounding (a few rows or columns).
+    """
+    if width <= 0 or height <= 0 or imgsz <= 0 or stride <= 0:
+        raise ValueError(f"frame {width}x{height}, imgsz {imgsz}, stride {stride}: all must be positive")
+    long_side = math.ceil(imgsz / stride) * stride
+    short = min(width, height) * long_side / max(width, height)
+    short_side = max(stride, math.ceil(short / stride - 1e-9) * stride)
+    return (short_side, long_side) if width >= height else (long_side, short_side)
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,6 +12,12 @@ Three output layouts are understood:
                then C class scores (what ``models/`` exports).  Preprocessing may
                be stored in the model's metadata under the key ``dashtrack``.
 
+Input shape: a file with a fixed height and width runs at that shape (a one-line note when the
+frames' aspect ratio would want another); a dynamic-shape file gets, per frame size,
+``frame_input_shape(w, h, imgsz, stride)``: ``detector.imgsz`` (else the metadata's default
+input_size) as the long side, the short side following the frame.  ``detector.input_size`` fixes a
+dynamic file's shape instead.  The input must be (batch, 3, H, W).
+
 Post-processing order: score threshold -> top-k -> class-aware NMS -> max
 detections -> letterbox undone and boxes clipped to the image.
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -28,7 +35,7 @@ import numpy as np
 
 from .config import DetectorConfig
 from .configtools import ConfigError, from_mapping
-from .detector import COCO_NAMES, Batch, Letterbox
+from .detector import COCO_NAMES, Batch, Letterbox, frame_input_shape
 from .records import Detections
 
 
@@ -110,19 +117,12 @@ class OnnxDetector:
         except Exception as e:  # onnxruntime raises its own exception types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise DetectorError(f"detector model {path} is not a loadable ONNX model ({first}); pass a valid .onnx file") from None
-        cfg = self._apply_metadata(cfg)
+        meta = self._read_metadata(path)
+        cfg = self._apply_metadata(cfg, meta)
         self.cfg = cfg
+        self.notes: list[str] = []       # one-line notes printed once (shape choices)
         self.input_name = self.session.get_inputs()[0].name
-        shape = self.session.get_inputs()[0].shape
-        if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
-            raise DetectorError(f"detector model {path}: input shape {list(shape)} is not (batch, 3, height, width); "
-                                "pass a model that takes 3-channel images")
-        if cfg.input_size is not None:
-            self.in_h, self.in_w = cfg.input_size
-        elif isinstance(shape[2], int) and isinstance(shape[3], int):
-            self.in_h, self.in_w = shape[2], shape[3]
-        else:
-            raise DetectorError(f"detector model {path} has a dynamic input size; set detector.input_size")
+        self._setup_shape(cfg, path, meta)
         if cfg.format == "auto":
             cfg = self.cfg = dataclasses.replace(cfg, format=self._guess_format(cfg))
         names = cfg.class_names
@@ -132,22 +132,86 @@ class OnnxDetector:
         self._inv_std = (1.0 / np.asarray(cfg.std, np.float32)).reshape(1, 3, 1, 1)
         self._normalize = bool(np.any(self._mean != 0) or np.any(self._inv_std != 1))
         self._check_outputs(path)
-        if cfg.format in ("yolox", "nanodet"):
-            self._cells, self._strides = _grid(self.in_h, self.in_w, (8, 16, 32))
+        self._grids: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
     # -- setup ------------------------------------------------------------------
-    def _apply_metadata(self, cfg: DetectorConfig) -> DetectorConfig:
+    def _read_metadata(self, path: Path) -> dict:
         meta = self.session.get_modelmeta().custom_metadata_map.get("dashtrack")
         if not meta:
-            return cfg
+            return {}
         try:
             info = json.loads(meta)
         except json.JSONDecodeError:
-            raise DetectorError(f"detector model {cfg.model}: its 'dashtrack' metadata is not JSON; re-export it") from None
-        fields = {f.name for f in dataclasses.fields(DetectorConfig)}
+            info = None
+        if not isinstance(info, dict):
+            raise DetectorError(f"detector model {path}: its 'dashtrack' metadata is not a JSON object; re-export it")
+        return info
+
+    @staticmethod
+    def _apply_metadata(cfg: DetectorConfig, info: dict) -> DetectorConfig:
+        """The file's preprocessing wins over the config; its input_size is only a default (``_setup_shape``)."""
+        if not info:
+            return cfg
+        fields = {f.name for f in dataclasses.fields(DetectorConfig)} - {"input_size", "imgsz"}
         merged = dataclasses.asdict(cfg)
         merged.update({k: v for k, v in info.items() if k in fields})
         return from_mapping(DetectorConfig, merged, f"{cfg.model} metadata")
+
+    def _setup_shape(self, cfg: DetectorConfig, path: Path, meta: dict) -> None:
+        """Fixed (``fixed_shape``) or per-frame-size (``imgsz`` + ``stride``) input; see ``input_shape``."""
+        inp = self.session.get_inputs()[0]
+        shape = list(inp.shape)
+        if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
+            raise DetectorError(f"detector model {path}: input {inp.name!r} has shape {shape}, expected "
+                                "(batch, 3, height, width); give an image detector exported for 3-channel input")
+        self.stride = int(meta.get("stride", 32))
+        self.variant = meta.get("variant")
+        self.imgsz: int | None = None
+        self.fixed_shape: tuple[int, int] | None = None
+        self._file_fixed = isinstance(shape[2], int) and isinstance(shape[3], int)
+        if self._file_fixed:                                             # the file decides
+            self.fixed_shape = (shape[2], shape[3])
+            if cfg.input_size is not None and tuple(cfg.input_size) != self.fixed_shape:
+                raise DetectorError(
+                    f"detector model {path} has a fixed {shape[2]}x{shape[3]} input but detector.input_size is "
+                    f"{list(cfg.input_size)}; drop input_size or re-export the model with a dynamic shape")
+        elif cfg.input_size is not None:
+            self.fixed_shape = tuple(cfg.input_size)
+            if cfg.imgsz is not None:
+                self._note(f"detector.input_size {list(cfg.input_size)} and detector.imgsz {cfg.imgsz} are both set; "
+                           "the fixed input_size wins (set it to null to follow each source's aspect ratio)")
+        else:
+            default = meta.get("input_size")
+            self.imgsz = cfg.imgsz or (max(default) if isinstance(default, list) and default else None)
+            if self.imgsz is None:
+                raise DetectorError(f"detector model {path} has a dynamic input size and no default in its metadata; "
+                                    "set detector.imgsz (or --imgsz N)")
+        # in_h, in_w: the fixed input, or the long side both ways for a dynamic one (tile size for tools)
+        self.in_h, self.in_w = self.fixed_shape or (self.imgsz, self.imgsz)
+        self._shapes: dict[tuple[int, int], tuple[int, int]] = {}
+
+    def input_shape(self, width: int, height: int) -> tuple[int, int]:
+        """The (height, width) input for width x height frames, decided once per frame size."""
+        shape = self._shapes.get((width, height))
+        if shape is None:
+            if self.fixed_shape is None:
+                shape = frame_input_shape(width, height, self.imgsz, self.stride)
+            else:
+                shape = self.fixed_shape
+                wanted = frame_input_shape(width, height, max(shape), self.stride)
+                if self._file_fixed and wanted != shape and self.cfg.letterbox != "stretch":
+                    spec = f"{self.variant}:WEIGHTS.pth" if self.variant else \
+                        "VARIANT:WEIGHTS.pth (e.g. yolox_nano:yolox_nano.pth)"
+                    self._note(f"{Path(self.cfg.model).name} has a fixed {shape[0]}x{shape[1]} input; {width}x{height} "
+                               f"frames would want {wanted[0]}x{wanted[1]} (no padding to pay for); re-export with "
+                               f"a dynamic shape: python tools/export_model.py {spec} -o OUT.onnx")
+            self._shapes[(width, height)] = shape
+        return shape
+
+    def _note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+            print(f"note: {text}", file=sys.stderr)
 
     def _guess_format(self, cfg: DetectorConfig) -> str:
         outs = self.session.get_outputs()
@@ -193,10 +257,11 @@ class OnnxDetector:
     # -- protocol ------------------------------------------------------------------
     def preprocess(self, images: Sequence[np.ndarray]) -> Batch:
         lbs, canvases = [], []
+        in_h, in_w = self.input_shape(images[0].shape[1], images[0].shape[0])   # one shape per batch
         for img in images:
-            lb = Letterbox.fit(img.shape[1], img.shape[0], self.in_h, self.in_w, self.cfg.letterbox)
+            lb = Letterbox.fit(img.shape[1], img.shape[0], in_h, in_w, self.cfg.letterbox)
             lbs.append(lb)
-            canvases.append(letterbox_image(img, lb, self.in_h, self.in_w, self.cfg.pad_value))
+            canvases.append(letterbox_image(img, lb, in_h, in_w, self.cfg.pad_value))
         swap = self.cfg.color == "rgb"
         # (B, H, W, 3) uint8 -> (B, 3, H, W) float32
         data = cv2.dnn.blobFromImages(canvases, 1.0, swapRB=swap) if len(canvases) > 1 else \
@@ -215,7 +280,7 @@ class OnnxDetector:
         return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
 
     def postprocess(self, raw: list[np.ndarray], batch: Batch) -> list[Detections]:
-        boxes, scores = self._decode(raw)   # (B, N, 4) input pixels, (B, N, C)
+        boxes, scores = self._decode(raw, batch.data.shape[2:])   # (B, N, 4) input pixels, (B, N, C)
         return [self._select(boxes[i], scores[i], batch.letterboxes[i]) for i in range(len(batch))]
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
@@ -223,15 +288,19 @@ class OnnxDetector:
         return self.postprocess(self.infer(batch), batch)
 
     # -- decoding ------------------------------------------------------------------
-    def _decode(self, raw: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def _decode(self, raw: list[np.ndarray], in_hw) -> tuple[np.ndarray, np.ndarray]:
         fmt = self.cfg.format
         if fmt == "decoded":
             out = raw[0]                                   # (B, N, 4 + C)
             return out[..., :4], out[..., 4:]
+        key = (int(in_hw[0]), int(in_hw[1]))
+        if key not in self._grids:
+            self._grids[key] = _grid(key[0], key[1], (8, 16, 32))
+        cells, strides = self._grids[key]
         if fmt == "yolox":
             out = raw[0]                                   # (B, N, 5 + C)
-            s = self._strides[None, :, None]               # (1, N, 1)
-            cxcy = (out[..., 0:2] + self._cells[None]) * s
+            s = strides[None, :, None]                     # (1, N, 1)
+            cxcy = (out[..., 0:2] + cells[None]) * s
             wh = np.exp(np.clip(out[..., 2:4], -10.0, 10.0)) * s
             boxes = np.concatenate([cxcy - wh / 2, cxcy + wh / 2], axis=-1)
             return boxes, out[..., 5:] * out[..., 4:5]
@@ -242,8 +311,8 @@ class OnnxDetector:
         dist = dist.reshape(dist.shape[0], dist.shape[1], 4, bins)
         dist = np.exp(dist - dist.max(-1, keepdims=True))
         dist /= dist.sum(-1, keepdims=True)
-        ltrb = (dist * np.arange(bins, dtype=np.float32)).sum(-1) * self._strides[None, :, None]
-        centre = self._cells[None] * self._strides[None, :, None] + (self._strides[None, :, None] - 1) / 2
+        ltrb = (dist * np.arange(bins, dtype=np.float32)).sum(-1) * strides[None, :, None]
+        centre = cells[None] * strides[None, :, None] + (strides[None, :, None] - 1) / 2
         boxes = np.concatenate([centre - ltrb[..., :2], centre + ltrb[..., 2:]], axis=-1)
         return boxes, scores
 
@@ -276,7 +345,8 @@ def build_detector(cfg: DetectorConfig):
     classes = cfg.classes or None
     try:
         return build_torch(cfg.model, device=device, score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou,
-                           max_detections=cfg.max_detections, classes=classes, half=cfg.half)
+                           max_detections=cfg.max_detections, classes=classes, half=cfg.half,
+                           imgsz=cfg.imgsz, input_size=cfg.input_size)
     except (OSError, ValueError, RuntimeError, KeyError) as e:   # CheckpointError is a ValueError
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise DetectorError(f"--model {cfg.model}: {message}") from None

@@ -13,7 +13,8 @@ def write(tmp_path, text):
 def test_default_config_loads():
     cfg = load_config(DEFAULT_CONFIG)
     assert isinstance(cfg, AppConfig)
-    assert cfg.detector.format == "yolox" and cfg.detector.input_size == (416, 416)
+    assert cfg.detector.format == "decoded" and cfg.detector.input_size is None and cfg.detector.imgsz == 640
+    assert cfg.detector.model.endswith("models/weights/dashcam.onnx")   # shipped in the repo: no ../shared needed
     assert "traffic light" in cfg.detector.classes
 
 

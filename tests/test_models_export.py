@@ -113,10 +113,11 @@ def test_exported_onnx_runs_in_the_pipeline_backend(tmp_path):
     if not TEACHER_PTH.is_file():
         pytest.skip(f"{TEACHER_PTH} is absent")
     classes = ("person", "car", "truck", "traffic light")
-    det = build_detector(f"yolox_nano:{TEACHER_PTH}", classes=classes)
+    det = build_detector(f"yolox_nano:{TEACHER_PTH}", classes=classes, imgsz=416)   # 1280x720 -> 256x416
     path = export_onnx(det.model, det.spec, tmp_path / "yolox_nano.onnx")
-    backend = OnnxDetector(DetectorConfig(model=str(path), classes=classes))
+    backend = OnnxDetector(DetectorConfig(model=str(path), classes=classes))     # dynamic: 416 from metadata
     assert backend.cfg.format == "decoded" and (backend.in_h, backend.in_w) == tuple(det.spec.input_size)
+    assert backend.input_shape(1280, 720) == det.input_shape(1280, 720) == (256, 416)
     images = [cv2.imread(str(DATA / "images" / "udacity" / n)) for n in ("test1.jpg", "test4.jpg")]
     for want, got in zip(det.detect(images), backend.detect(images)):
         assert len(want) == len(got) >= 2

@@ -190,21 +190,19 @@ def test_cli_errors_are_one_line(args, message, code):
     assert len(err.strip().splitlines()) == 1
 
 
-def test_missing_teacher_falls_back_to_the_shipped_model(tmp_path, monkeypatch, capsys):
-    """A fresh machine without ../shared/data: the default config's teacher is absent, so
-    run_stream uses models/weights/lite.onnx with a note; an explicit model never falls back."""
+@pytest.mark.parametrize("args, model, imgsz", [
+    ([], "models/weights/dashcam.onnx", 640),
+    (["--imgsz", "672"], "models/weights/dashcam.onnx", 672),
+    (["--model", "lite"], "models/weights/lite.onnx", 640),            # fixed 288x512 file: runs at its own shape
+    (["--model", "yolox_nano"], "teachers/yolox_nano/yolox_nano.onnx", 640),
+], ids=["default", "imgsz", "lite", "yolox_nano"])
+def test_default_model_is_shipped_and_presets_stay(args, model, imgsz, capsys):
+    """The default config's model lives in the repo (no fallback, no note); --model and --imgsz override it."""
     import run_stream
 
-    moved = tmp_path / "a" / "b" / "default.yaml"        # its ../../shared/data/... path now points nowhere
-    moved.parent.mkdir(parents=True)
-    moved.write_text(DEFAULT_CONFIG.read_text())
-    monkeypatch.setattr(run_stream, "DEFAULT_CONFIG", moved)
-    cfg = run_stream.build_config(run_stream.parse_args(["--source", "x.mp4", "--config", str(moved)]))
-    assert cfg.detector.model.endswith("models/weights/lite.onnx")
-    assert "using the shipped model" in capsys.readouterr().err
-    cfg = run_stream.build_config(run_stream.parse_args(["--source", "x.mp4", "--config", str(moved),
-                                                         "--set", "detector.model=/gone.onnx"]))
-    assert cfg.detector.model == "/gone.onnx"
+    cfg = run_stream.build_config(run_stream.parse_args(["--source", "x.mp4"] + args))
+    assert cfg.detector.model.endswith(model) and cfg.detector.imgsz == imgsz
+    assert capsys.readouterr().err == ""
 
 
 def test_cli_bad_yaml_key(tmp_path):
