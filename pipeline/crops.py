@@ -38,7 +38,7 @@ Rect = tuple[int, int, int, int]   # x0, y0, x1, y1 in frame pixels
 class CropSettings:
     """What the planner needs (from ``DetectorConfig``'s ``crop_*`` keys and the network input)."""
 
-    budget: int = 2                        # crops per frame, the horizon tile included
+    budget: int = 2                        # crops per frame, the horizon tile included (budget 1: it alternates)
     small_px: float = 40.0                 # tracked boxes shorter than this get a crop
     size: tuple[int, int] = (416, 416)     # crop (height, width) in frame pixels
     band: tuple[float, float] = (0.3, 0.6)  # horizon band, fractions of the frame height (top, bottom)
@@ -100,8 +100,10 @@ class CropPlanner:
         rects: list[Rect] = []
         with self._lock:
             cands = self._candidates(frame_index)
+            # one slot is the horizon's; a budget of 1 gives it every other frame
+            for_objects = s.budget - 1 if s.budget > 1 else (frame_index % 2)
             for tid, box in cands:
-                if len(rects) >= s.budget - 1:
+                if len(rects) >= for_objects:
                     break
                 need = self._with_context(box, width, height)
                 if not any(_inside(need, r, width, height) for r in rects):
