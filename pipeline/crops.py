@@ -52,7 +52,7 @@ class CropPlanner:
     def __init__(self, settings: CropSettings):
         self.s = settings
         self._lock = threading.Lock()
-        self._tracks: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}   # id -> (box, velocity px/frame, frame)
+        self._tracks: dict[int, tuple] = {}     # id -> (box, velocity px/frame or None, frame)
         self._finds: tuple[np.ndarray, int] = (np.zeros((0, 4), np.float32), -1)   # untracked small boxes
         self._covered: dict[int, int] = {}      # track id -> last frame a crop covered it
         self._horizon_next = 0
@@ -63,16 +63,19 @@ class CropPlanner:
         and optionally that frame's detections: the small ones no track overlaps are new finds."""
         small = self.s.small_px
         with self._lock:
-            tracks: dict[int, tuple[np.ndarray, np.ndarray, int]] = {}
+            tracks: dict[int, tuple] = {}
             if tracked.tracked:
                 for box, tid in zip(tracked.xyxy, tracked.track_id):
                     tid = int(tid)
                     old = self._tracks.get(tid)
-                    vel = np.zeros(4, np.float32)
+                    vel = None
                     if old is not None and frame_index > old[2]:
                         step = (box - old[0]) / (frame_index - old[2])
-                        vel = 0.5 * old[1] + 0.5 * step          # smoothed: one noisy box does not fling it
-                    tracks[tid] = (box.astype(np.float32), vel.astype(np.float32), frame_index)
+                        # smoothed (one noisy box does not fling it); the first step is taken as it is
+                        vel = step if old[1] is None else 0.5 * old[1] + 0.5 * step
+                    elif old is not None:
+                        vel = old[1]
+                    tracks[tid] = (box.astype(np.float32), None if vel is None else vel.astype(np.float32), frame_index)
                 self._covered = {t: f for t, f in self._covered.items() if t in tracks}
                 finds_from = detections
             else:
@@ -123,7 +126,7 @@ class CropPlanner:
         small = self.s.small_px
         out = []
         for tid, (box, vel, seen) in self._tracks.items():
-            pred = box + vel * max(0, frame_index - seen)
+            pred = box if vel is None else box + vel * max(0, frame_index - seen)
             if pred[3] - pred[1] < small:
                 out.append((tid, pred))
         # the longest unvisited track first, then the smallest
