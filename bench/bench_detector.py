@@ -263,6 +263,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--crop-budget", type=int, nargs="+", default=None,
                     help="crops per frame; several values: one crops row each (default: detector.crop_budget)")
     ap.add_argument("--crop-small-px", type=float, default=None, help="default: detector.crop_small_px")
+    ap.add_argument("--crop-band", type=float, nargs=2, default=None, metavar=("TOP", "BOTTOM"),
+                    help="horizon band as fractions of the height (default: detector.crop_band)")
     ap.add_argument("--max-frames", type=int, default=None, help="score only the first N frames of each split")
     ap.add_argument("--context-seconds", type=float, default=1.0, help="crops run starts this long before the first scored frame")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads (default %(default)s)")
@@ -297,7 +299,8 @@ def run(args) -> list[dict]:
     if model:
         specs["default"] = (f"default ({Path(model).name})", model)
     dcfg = load_config().detector
-    dcfg = dataclasses.replace(dcfg, crop_small_px=args.crop_small_px or dcfg.crop_small_px)
+    dcfg = dataclasses.replace(dcfg, crop_small_px=args.crop_small_px or dcfg.crop_small_px,
+                               crop_band=tuple(args.crop_band or dcfg.crop_band))
     budgets = args.crop_budget or [dcfg.crop_budget]
     tracker_cfg = load_config().tracker
     loaded: dict[str, object] = {}
@@ -325,7 +328,7 @@ def run(args) -> list[dict]:
                 bcfg = dataclasses.replace(dcfg, crop_budget=budget)
                 dets, clock, per_frame = run_crops(get(spec), split, bcfg, tracker_cfg)
                 extra = {"crops_per_frame": round(per_frame, 2), "frames_run": len(clock.wall),
-                         "crop_budget": budget, "crop_small_px": dcfg.crop_small_px}
+                         "crop_budget": budget, "crop_small_px": dcfg.crop_small_px, "crop_band": list(dcfg.crop_band)}
             elif row == "tiled":
                 label, spec = "teacher 416 tiled + full", str(teacher_onnx)
                 dets, clock = run_tiled(get(spec), split)

@@ -180,6 +180,9 @@ class CropBatch:
 
 def network_input_hw(detector) -> tuple[int, int] | None:
     """(height, width) of the detector's network input, when it has a fixed one."""
+    inner = getattr(detector, "detector", None)       # a wrapper (SharedDetector of several streams)
+    if inner is not None and inner is not detector:
+        return network_input_hw(inner)
     if hasattr(detector, "in_h") and hasattr(detector, "in_w"):
         return int(detector.in_h), int(detector.in_w)
     spec = getattr(detector, "spec", None)

@@ -145,6 +145,18 @@ def test_frame_no_larger_than_a_crop_gets_no_crops():
     assert p.plan(1, 400, 300) == []
 
 
+def test_crop_size_follows_the_network_input_through_a_shared_detector(yolox_cfg):
+    from pipeline.batching import SharedDetector
+    from pipeline.crops import network_input_hw
+    from pipeline.onnx_detector import OnnxDetector
+
+    shared = SharedDetector(OnnxDetector(yolox_cfg))
+    try:
+        assert network_input_hw(shared) == (416, 416)
+    finally:
+        shared.close()
+
+
 # -- config -----------------------------------------------------------------------------------
 BAD_CONFIG = {
     "budget 0": ({"crop_budget": 0}, "detector.crop_budget"),
