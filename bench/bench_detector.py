@@ -40,7 +40,7 @@ import numpy as np
 from common import REPO, SHARED, markdown_table, write_json
 
 from pipeline.config import DetectorConfig, SourceConfig, load_config  # noqa: E402
-from pipeline.crops import CropDetector, CropPlanner, CropSettings, network_input_hw  # noqa: E402
+from pipeline.crops import CropDetector, CropPlanner, CropSettings, crop_size_for  # noqa: E402
 from pipeline.records import Detections  # noqa: E402
 from pipeline.tiling import detect_tiled  # noqa: E402
 from tools.datasets import DASHCAM_NAMES, ImageLabels  # noqa: E402
@@ -206,9 +206,8 @@ def run_crops(teacher, split: Split, dcfg: DetectorConfig, tracker_cfg) -> tuple
     frames' boxes, ms of every frame run and crops per frame."""
     from trackers import KalmanTracker
 
-    size = dcfg.crop_size or network_input_hw(teacher.detector)
-    planner = CropPlanner(CropSettings(budget=dcfg.crop_budget, small_px=dcfg.crop_small_px, size=tuple(size),
-                                       band=tuple(dcfg.crop_band)))
+    planner = CropPlanner(CropSettings(budget=dcfg.crop_budget, small_px=dcfg.crop_small_px, band=tuple(dcfg.crop_band)),
+                          crop_size_for(teacher.detector, dcfg.crop_size))
     cdet = CropDetector(teacher.detector, dcfg.crop_merge_iou, dcfg.crop_edge_margin, 300)
     tracker = KalmanTracker(tracker_cfg)
     dets, clock, n_crops = {}, Clock(), 0

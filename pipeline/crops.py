@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -49,8 +49,9 @@ class CropSettings:
 class CropPlanner:
     """Thread-safe crop plan: ``update`` from the track stage, ``plan`` from the preprocess stage."""
 
-    def __init__(self, settings: CropSettings):
+    def __init__(self, settings: CropSettings, size_for: Callable[[int, int], tuple[int, int]] | None = None):
         self.s = settings
+        self._size_for = size_for or (lambda width, height: settings.size)   # frame (w, h) -> crop (h, w)
         self._lock = threading.Lock()
         self._tracks: dict[int, tuple] = {}     # id -> (box, velocity px/frame or None, frame)
         self._finds: tuple[np.ndarray, int] = (np.zeros((0, 4), np.float32), -1)   # untracked small boxes
@@ -97,7 +98,8 @@ class CropPlanner:
         s = self.s
         if s.budget <= 0:
             return []
-        ch, cw = min(s.size[0], height), min(s.size[1], width)
+        size = self._size_for(width, height)
+        ch, cw = min(size[0], height), min(size[1], width)
         if ch >= height and cw >= width:
             return []                            # a crop would be the whole frame: nothing to gain
         rects: list[Rect] = []
@@ -222,12 +224,27 @@ class CropDetector:
         return self.postprocess(self.infer(cb), cb)
 
 
-def build_crops(cfg, detector) -> tuple[CropDetector, CropPlanner]:
-    """The crop detector and planner a ``DetectorConfig`` with ``crops: on`` asks for."""
-    size = cfg.crop_size or network_input_hw(detector)
-    if size is None:
+def crop_size_for(detector, crop_size: Sequence[int] | None) -> Callable[[int, int], tuple[int, int]]:
+    """Frame (width, height) -> crop (height, width): ``crop_size`` when set, else the network input the
+    detector uses for such frames (so a crop runs at native scale in the frame's batch)."""
+    if crop_size:
+        fixed = (int(crop_size[0]), int(crop_size[1]))
+        return lambda width, height: fixed
+    inner = detector
+    while getattr(inner, "detector", None) is not None and inner.detector is not inner:   # SharedDetector
+        inner = inner.detector
+    if callable(getattr(inner, "input_shape", None)):         # a shape per frame size (detector.imgsz)
+        return lambda width, height: tuple(int(v) for v in inner.input_shape(width, height))
+    hw = network_input_hw(inner)
+    if hw is None:
         from .configtools import ConfigError
         raise ConfigError("detector.crop_size: the model has no fixed input size; set detector.crop_size: [H, W]")
-    settings = CropSettings(budget=cfg.crop_budget, small_px=cfg.crop_small_px, size=tuple(size), band=tuple(cfg.crop_band))
+    return lambda width, height: hw
+
+
+def build_crops(cfg, detector) -> tuple[CropDetector, CropPlanner]:
+    """The crop detector and planner a ``DetectorConfig`` with ``crops: on`` asks for."""
+    size_for = crop_size_for(detector, cfg.crop_size)
+    settings = CropSettings(budget=cfg.crop_budget, small_px=cfg.crop_small_px, band=tuple(cfg.crop_band))
     return (CropDetector(detector, cfg.crop_merge_iou, cfg.crop_edge_margin, cfg.max_detections),
-            CropPlanner(settings))
+            CropPlanner(settings, size_for))

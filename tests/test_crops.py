@@ -147,12 +147,13 @@ def test_frame_no_larger_than_a_crop_gets_no_crops():
 
 def test_crop_size_follows_the_network_input_through_a_shared_detector(yolox_cfg):
     from pipeline.batching import SharedDetector
-    from pipeline.crops import network_input_hw
+    from pipeline.crops import crop_size_for
     from pipeline.onnx_detector import OnnxDetector
 
     shared = SharedDetector(OnnxDetector(yolox_cfg))
     try:
-        assert network_input_hw(shared) == (416, 416)
+        assert crop_size_for(shared, None)(1280, 720) == (416, 416)
+        assert crop_size_for(shared, [256, 320])(1280, 720) == (256, 320)     # detector.crop_size wins
     finally:
         shared.close()
 
