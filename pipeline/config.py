@@ -89,7 +89,7 @@ class DetectorConfig:
     crop_budget: int = 2
     crop_small_px: float = 40.0
     crop_size: tuple[int, int] | None = None     # (height, width) in frame pixels; null = the network input
-    crop_band: tuple[float, float] = (0.3, 0.6)  # horizon band: top and bottom as fractions of the height
+    crop_band: tuple[float, float] = (0.25, 0.6)  # horizon band: top and bottom as fractions of the height
     crop_merge_iou: float = 0.5                  # class-aware NMS merging crops with the full pass
     crop_edge_margin: float = 8.0                # px from an inner crop edge counted as a cut box
 

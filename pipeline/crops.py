@@ -41,7 +41,7 @@ class CropSettings:
     budget: int = 2                        # crops per frame, the horizon tile included (budget 1: it alternates)
     small_px: float = 40.0                 # tracked boxes shorter than this get a crop
     size: tuple[int, int] = (416, 416)     # crop (height, width) in frame pixels
-    band: tuple[float, float] = (0.3, 0.6)  # horizon band, fractions of the frame height (top, bottom)
+    band: tuple[float, float] = (0.25, 0.6)  # horizon band, fractions of the frame height (top, bottom)
     context: float = 1.0                   # box heights of context kept around a small object (>= 16 px)
     stale_frames: int = 5                  # an untracked find is revisited this many frames at most
 
