@@ -44,6 +44,7 @@ class CropSettings:
     band: tuple[float, float] = (0.25, 0.6)  # horizon band, fractions of the frame height (top, bottom)
     context: float = 1.0                   # box heights of context kept around a small object (>= 16 px)
     stale_frames: int = 5                  # an untracked find is revisited this many frames at most
+    find_score: float = 0.3                # an untracked detection needs this score to count as a find
 
 
 class CropPlanner:
@@ -85,10 +86,11 @@ class CropPlanner:
             finds = np.zeros((0, 4), np.float32)
             if finds_from is not None and len(finds_from):
                 xyxy = finds_from.xyxy
-                keep = (xyxy[:, 3] - xyxy[:, 1]) < small
+                keep = ((xyxy[:, 3] - xyxy[:, 1]) < small) & (finds_from.score >= self.s.find_score)
                 if tracked.tracked and len(tracked) and keep.any():
                     keep &= box_iou(xyxy, tracked.xyxy).max(1) < 0.3     # a track holds it already
-                finds = xyxy[keep].astype(np.float32)
+                order = np.argsort(-finds_from.score[keep], kind="stable")      # the surest first
+                finds = xyxy[keep][order].astype(np.float32)
             self._finds = (finds, frame_index)
 
     # -- from the preprocess stage ------------------------------------------------

@@ -139,6 +139,12 @@ def test_untracked_find_is_revisited_until_a_track_holds_it():
     assert all(r in horizon(p, 20) for r in p.plan(20, W, H))     # stale after a while: horizon only
 
 
+def test_weak_untracked_detection_is_not_a_find():
+    p = planner(budget=2)
+    p.update(4, dets([], tracks=[]), dets([(600, 80, 612, 100, 0.1, 9)]))     # below find_score 0.3
+    assert all(r in horizon(p, 5) for r in p.plan(5, W, H))
+
+
 def test_frame_no_larger_than_a_crop_gets_no_crops():
     p = planner(budget=2, size=(416, 416))
     p.update(0, dets([(10, 10, 20, 30, 0.8, 9)], tracks=[1]))
