@@ -120,6 +120,16 @@ class DetectorConfig:
     spin: bool = True
     device: str = "auto"                         # auto | cpu | cuda | cuda:N
     half: bool = False                           # torch backend on CUDA: fp16
+    # Native-resolution crops for small objects, guided by the tracker (pipeline/crops.py):
+    # per frame up to crop_budget crops (one is a rotating horizon-band tile, the others go
+    # around tracked boxes shorter than crop_small_px), batched with the frame.
+    crops: bool = False
+    crop_budget: int = 2
+    crop_small_px: float = 40.0
+    crop_size: tuple[int, int] | None = None     # (height, width) in frame pixels; null = the network input
+    crop_band: tuple[float, float] = (0.25, 0.6)  # horizon band: top and bottom as fractions of the height
+    crop_merge_iou: float = 0.5                  # class-aware NMS merging crops with the full pass
+    crop_edge_margin: float = 8.0                # px from an inner crop edge counted as a cut box
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.score_threshold <= 1.0:
@@ -140,6 +150,18 @@ class DetectorConfig:
             raise ConfigError(f"detector.input_size: {list(self.input_size)!r} must be positive (height, width)")
         if any(s <= 0 for s in self.std):
             raise ConfigError(f"detector.std: {list(self.std)!r} must be positive")
+        if self.crop_budget < 1:
+            raise ConfigError(f"detector.crop_budget: {self.crop_budget!r} must be >= 1 (turn crops off with detector.crops: off)")
+        _positive("detector.crop_small_px", self.crop_small_px)
+        if self.crop_size is not None and min(self.crop_size) < 32:
+            raise ConfigError(f"detector.crop_size: {list(self.crop_size)!r} must be at least 32 px each (height, width), or null")
+        top, bottom = self.crop_band
+        if not 0.0 <= top < bottom <= 1.0:
+            raise ConfigError(f"detector.crop_band: {list(self.crop_band)!r} must be [top, bottom] with 0 <= top < bottom <= 1")
+        if not 0.0 < self.crop_merge_iou <= 1.0:
+            raise ConfigError(f"detector.crop_merge_iou: {self.crop_merge_iou!r} must be in (0, 1]")
+        if self.crop_edge_margin < 0:
+            raise ConfigError(f"detector.crop_edge_margin: {self.crop_edge_margin!r} must be >= 0")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import AppConfig
+from .crops import build_crops
 from .detector import Detector
 from .display import Preview, display_available
 from .onnx_detector import build_detector
@@ -122,18 +123,23 @@ class Runner:
 
     def _build_stages(self) -> list[StageSpec]:
         det = self.detector
+        crops = build_crops(self.cfg.detector, det) if self.cfg.detector.crops else None
+        self.planner = crops[1] if crops else None
+        if crops is None:
+            def preprocess(p: Packet) -> Packet:
+                return dataclasses.replace(p, batch=det.preprocess([p.frame.image]))
 
-        def preprocess(p: Packet) -> Packet:
-            return dataclasses.replace(p, batch=det.preprocess([p.frame.image]))
+            def inference(p: Packet) -> Packet:
+                return dataclasses.replace(p, raw=det.infer(p.batch))
 
-        def inference(p: Packet) -> Packet:
-            return dataclasses.replace(p, raw=det.infer(p.batch))
-
-        def decode(p: Packet) -> Packet:
-            return dataclasses.replace(p, raw=None, batch=None, detections=det.postprocess(p.raw, p.batch)[0])
+            def decode(p: Packet) -> Packet:
+                return dataclasses.replace(p, raw=None, batch=None, detections=det.postprocess(p.raw, p.batch)[0])
+        else:
+            preprocess, inference, decode = self._crop_stages(*crops)
 
         stages = [StageSpec("preprocess", preprocess), StageSpec("inference", inference, workers=getattr(det, "workers", 1)),
                   StageSpec("decode", decode)]
+        planner = self.planner
         if self.tracker is not None:
             tracker = self.tracker
             geometry: list = [None]
@@ -147,11 +153,42 @@ class Runner:
                     if next_id is not None:
                         tracker._next_id = next_id      # ids stay unique over the whole run
                 geometry[0] = shape
-                return dataclasses.replace(p, detections=tracker.update(p.detections, p.frame.timestamp, p.frame.image))
+                tracked = tracker.update(p.detections, p.frame.timestamp, p.frame.image)
+                if planner is not None:
+                    planner.update(p.frame.index, tracked, p.detections)
+                return dataclasses.replace(p, detections=tracked)
 
             stages.append(StageSpec("track", track))
         stages.append(StageSpec("output", self._output, close=self._close_outputs))
         return stages
+
+    def _crop_stages(self, cdet, planner):
+        """preprocess / inference / decode with the frame's crops in the batch; the crop planning
+        and merging are timed as their own rows ("crop plan", "crop merge"), the crops' share of
+        preprocess and inference stays in those rows; the crop count is under ``counts``."""
+        stats, tracked = self.stats, self.tracker is not None
+
+        def preprocess(p: Packet) -> Packet:
+            img = p.frame.image
+            t0 = time.perf_counter()
+            rects = planner.plan(p.frame.index, img.shape[1], img.shape[0])
+            stats.record("crop plan", time.perf_counter() - t0)
+            stats.count("crops", len(rects))
+            return dataclasses.replace(p, batch=cdet.preprocess(img, rects))
+
+        def inference(p: Packet) -> Packet:
+            return dataclasses.replace(p, raw=cdet.infer(p.batch))
+
+        def decode(p: Packet) -> Packet:
+            dets = cdet.detector.postprocess(p.raw, p.batch.batch)
+            t0 = time.perf_counter()
+            merged = cdet.merge(dets, p.batch)
+            stats.record("crop merge", time.perf_counter() - t0)
+            if not tracked:                        # no track stage: the planner learns from the boxes
+                planner.update(p.frame.index, merged)
+            return dataclasses.replace(p, raw=None, batch=None, detections=merged)
+
+        return preprocess, inference, decode
 
     def _output(self, p: Packet) -> Any:
         frame, dets = p.frame, p.detections

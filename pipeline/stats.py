@@ -32,6 +32,7 @@ class Stats:
         self.stage_count: Counter = Counter()
         self.latency: deque = deque(maxlen=WINDOW)       # capture -> output, seconds
         self.drops: Counter = Counter()                   # cause -> frames
+        self.counts: Counter = Counter()                  # name -> total (e.g. crops run)
         self.frames_in = 0
         self.preview_skips = 0                            # processed frames the window did not show
         self.frames_out = 0
@@ -48,6 +49,10 @@ class Stats:
                 series = self.stage_time[stage] = deque(maxlen=WINDOW)
             series.append(seconds / max(frames, 1))
             self.stage_count[stage] += frames
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[name] += n
 
     def drop(self, cause: str, n: int = 1) -> None:
         with self._lock:
@@ -94,6 +99,7 @@ class Stats:
                       for name, series in self.stage_time.items()}
             latency = _summary(self.latency)
             drops = dict(self.drops)
+            counts = dict(self.counts)
             frames_in, frames_out = self.frames_in, self.frames_out
         return {
             "frames_in": frames_in,
@@ -105,6 +111,7 @@ class Stats:
             "cpu_ms_per_frame": round(1000.0 * (cpu_end - self.cpu_started) / max(frames_out, 1), 2),
             "stages": stages,
             "latency": latency,
+            **({"counts": counts} if counts else {}),
         }
 
 
@@ -122,6 +129,10 @@ def format_table(report: dict) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    if report.get("counts", {}).get("crops") is not None:
+        n = report["counts"]["crops"]
+        lines.append(f"crops: {n} native-resolution crops batched with {report['frames_out']} frames "
+                     f"({n / max(report['frames_out'], 1):.2f} per frame)")
     drops = ", ".join(f"{k}: {v}" for k, v in sorted(report["dropped"].items())) or "none"
     lines.append(
         f"frames in {report['frames_in']}, out {report['frames_out']}, dropped {sum(report['dropped'].values())} ({drops}); "
