@@ -79,13 +79,17 @@ def draw_detections(img: np.ndarray, dets: Detections, class_names: Sequence[str
     return img
 
 
-def draw_hud(img: np.ndarray, lines: Sequence[str]) -> np.ndarray:
-    scale = max(0.6, img.shape[0] / 900)
+def draw_hud(img: np.ndarray, lines: Sequence[str], display_scale: float = 1.0) -> np.ndarray:
+    """White text lines, outlined in black, at the top left.  ``display_scale`` (window pixels per image
+    pixel) keeps the text the same size on screen however the preview window scales the image."""
+    k = max(display_scale, 1e-3)
+    scale = max(0.6, img.shape[0] * k / 900) / k
+    thick = max(1, round(2 / k))
     step = int(32 * scale)
     y = step
     for line in lines:
-        cv2.putText(img, line, (12, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 4, cv2.LINE_AA)
-        cv2.putText(img, line, (12, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 2, cv2.LINE_AA)
+        cv2.putText(img, line, (int(12 / k), y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 2 * thick, cv2.LINE_AA)
+        cv2.putText(img, line, (int(12 / k), y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
         y += step
     return img
 

@@ -26,6 +26,7 @@ class ReconnectingSource(Source):
         self._opener = opener
         self._current: Source | None = opener()      # the first open fails loudly, with no retry
         self.name = self._current.name
+        self.description = getattr(self._current, "description", None)
         self.fps = self._current.fps
         self.frame_count_hint = None
         self.timeout_s, self.initial_s, self.max_s = timeout_s, initial_s, max_s
