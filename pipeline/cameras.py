@@ -120,7 +120,7 @@ def resolve_camera(spec: str, sysfs: Path | None = None, dev: Path | None = None
             raise SourceError(f"{label}: no camera at index {index} ({dev / f'video{index}'}); {list_cameras(sysfs, dev)}")
         return CameraDevice(index, str(dev / f"video{index}"), label, names.get(index))
     if Path(spec).is_relative_to(dev):
-        if not os.path.lexists(spec):
+        if not os.path.exists(spec):          # a dangling udev link too: the camera is gone
             raise SourceError(f"{spec}: no such device (unplugged?); {list_cameras(sysfs, dev)}")
         real = Path(os.path.realpath(spec))
         node = NODE_RE.match(real.name)
