@@ -80,16 +80,20 @@ def draw_detections(img: np.ndarray, dets: Detections, class_names: Sequence[str
 
 
 def draw_hud(img: np.ndarray, lines: Sequence[str], display_scale: float = 1.0) -> np.ndarray:
-    """White text lines, outlined in black, at the top left.  ``display_scale`` (window pixels per image
+    """White text lines with a black border, at the top left.  ``display_scale`` (window pixels per image
     pixel) keeps the text the same size on screen however the preview window scales the image."""
     k = max(display_scale, 1e-3)
     scale = max(0.6, img.shape[0] * k / 900) / k
-    thick = max(1, round(2 / k))
+    thick = max(1, round(2 / k))                # 2 px strokes on screen
+    r = max(1, round(1.5 / k))                  # a ~1.5 px black border on screen: readable on a bright sky
+    # The border is the text drawn shifted around (OpenCV 5 draws thick text bold, not wider).
+    ring = [(dx, dy) for dx in (-r, 0, r) for dy in (-r, 0, r) if dx or dy]
     step = int(32 * scale)
-    y = step
+    x, y = int(12 / k), step
     for line in lines:
-        cv2.putText(img, line, (int(12 / k), y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 2 * thick, cv2.LINE_AA)
-        cv2.putText(img, line, (int(12 / k), y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
+        for dx, dy in ring:
+            cv2.putText(img, line, (x + dx, y + dy), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), thick, cv2.LINE_AA)
+        cv2.putText(img, line, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), thick, cv2.LINE_AA)
         y += step
     return img
 
