@@ -1,6 +1,9 @@
 """The preview fits the screen: window size from the frame's aspect and the screen (or preview.max_size),
 a HUD that keeps its size on screen, capture->display latency; under Xvfb with a screen smaller
 than the frame (1000x700 against PandaSet's 1920x1080)."""
+import contextlib
+import ctypes
+import ctypes.util
 import json
 import os
 import subprocess
@@ -16,7 +19,7 @@ import pytest
 from conftest import REPO, SHARED, YOLOX_ONNX, need, need_tool
 from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.configtools import ConfigError
-from pipeline.display import fit_size
+from pipeline.display import _XRRMonitorInfo, fit_size, screen_size
 from pipeline.outputs import _color, draw_hud
 
 pytestmark = pytest.mark.timeout(180)
@@ -103,14 +106,15 @@ def test_headless_run_says_display_latency_is_not_measured(tmp_path, example_vid
 
 
 # -- under a real X server -------------------------------------------------------
-@pytest.fixture(scope="module")
-def small_screen():
+@contextlib.contextmanager
+def xvfb(size):
     need_tool("Xvfb")
-    for n in range(110, 130):
+    for n in range(110, 140):
         if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
             break
     display = f":{n}"
-    proc = subprocess.Popen(["Xvfb", display, "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp"],
+    proc = subprocess.Popen(["Xvfb", display, "-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp",
+                             "-noreset"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while not Path(f"/tmp/.X11-unix/X{n}").exists():
@@ -118,9 +122,49 @@ def small_screen():
             proc.kill()
             pytest.skip("Xvfb did not start")
         time.sleep(0.1)
-    yield display
-    proc.terminate()
-    proc.wait(10)
+    try:
+        yield display
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def small_screen():
+    with xvfb(SCREEN) as display:
+        yield display
+
+
+def add_monitors(display, monitors):
+    """Virtual RandR monitors on the X screen (as ``xrandr --setmonitor`` makes): (name, x, w, h, primary)."""
+    x11 = ctypes.CDLL(ctypes.util.find_library("X11") or pytest.skip("libX11 absent"))
+    xrr = ctypes.CDLL(ctypes.util.find_library("Xrandr") or pytest.skip("libXrandr absent"))
+    x11.XOpenDisplay.restype, x11.XOpenDisplay.argtypes = ctypes.c_void_p, [ctypes.c_char_p]
+    x11.XDefaultRootWindow.restype, x11.XDefaultRootWindow.argtypes = ctypes.c_ulong, [ctypes.c_void_p]
+    x11.XInternAtom.restype = ctypes.c_ulong
+    x11.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+    x11.XSync.argtypes = x11.XCloseDisplay.argtypes = None
+    xrr.XRRSetMonitor.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.POINTER(_XRRMonitorInfo)]
+    dpy = x11.XOpenDisplay(display.encode())
+    root = x11.XDefaultRootWindow(dpy)
+    for name, left, w, h, primary in monitors:
+        info = _XRRMonitorInfo(name=x11.XInternAtom(dpy, name.encode(), 0), primary=primary, automatic=0,
+                               noutput=0, x=left, y=0, width=w, height=h, mwidth=300, mheight=200, outputs=None)
+        xrr.XRRSetMonitor(dpy, root, ctypes.byref(info))
+    x11.XSync(ctypes.c_void_p(dpy), 0)
+    x11.XCloseDisplay(ctypes.c_void_p(dpy))
+
+
+@pytest.mark.parametrize("monitors, expect", [
+    ([], (2000, 700)),                                                          # one monitor: the X screen
+    ([("LEFT", 0, 1200, 700, 0), ("RIGHT", 1200, 800, 600, 1)], (800, 600)),   # the primary one
+    ([("LEFT", 0, 1200, 700, 0), ("RIGHT", 1200, 800, 600, 0)], (1200, 700)),  # none primary: the first
+], ids=["single", "primary-of-two", "no-primary"])
+def test_screen_size_is_one_monitor_not_the_whole_desktop(monkeypatch, monitors, expect):
+    with xvfb((2000, 700)) as display:
+        add_monitors(display, monitors)
+        monkeypatch.setenv("DISPLAY", display)
+        assert screen_size() == expect
 
 
 def x(display, *args) -> str:
