@@ -170,6 +170,9 @@ class CameraSource(Source):
         self.cap = open_capture(device)
         if not self.cap.isOpened():
             self.cap.release()
+            if device.name:   # the node exists: busy, or a metadata node of a camera
+                raise SourceError(f'{self.name}: {device.path} ("{device.name}") would not open: another program may '
+                                  f"be using it, or it is not a capture node; {list_cameras()}")
             raise SourceError(f"{self.name}: no camera at index {device.index} ({device.path}) or it is busy; "
                               "plug one in, close other programs using it, or pick another with --source cameraN")
         self.want_size = tuple(cfg.camera_size)

@@ -182,6 +182,16 @@ def test_camera_unplug_without_return_ends_with_one_line(stand_in, fake_tree):
     assert len(stand_in) == 1
 
 
+def test_node_that_will_not_open_is_named_with_the_cameras_here(fake_tree, monkeypatch):
+    monkeypatch.setattr(cameras, "open_capture", lambda device: cv2.VideoCapture())    # never opens
+    with pytest.raises(SourceError) as e:
+        open_source("camera1", live_cfg())
+    dev = fake_tree[1]
+    assert str(e.value) == (f'camera1: {dev}/video1 ("HD Pro Webcam C920") would not open: another program may be '
+                            f'using it, or it is not a capture node; cameras here: {dev}/video0 "HD Pro Webcam C920", '
+                            f'{dev}/video2 "Integrated Camera: Integrated C", {dev}/video3 "Integrated Camera: Integrated I"')
+
+
 def test_real_camera_when_present():
     nodes = sorted(Path("/sys/class/video4linux").glob("video*")) if Path("/sys/class/video4linux").is_dir() else []
     if not nodes:
