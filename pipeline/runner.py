@@ -168,6 +168,7 @@ class Runner:
         self._shown_at: list[float] = []
         self._paused = False
         self._last_image = None
+        self._hud_lines: list[str] = []
         try:
             if self.show:
                 pv = self.cfg.preview
@@ -208,8 +209,8 @@ class Runner:
             image, captured_at, output_at = item
             now = time.monotonic()
             self._shown_at = [t for t in self._shown_at if now - t < 1.0] + [now]
-            self._last_image = draw_hud(image, self._hud(len(self._shown_at), self._paused),
-                                        self.preview.scale_for(image))
+            self._hud_lines = self._hud(len(self._shown_at), self._paused)
+            self._last_image = draw_hud(image, self._hud_lines, self.preview.scale_for(image))
             action = self.preview.show(self._last_image)
             self.stats.displayed(captured_at, output_at, time.monotonic())   # imshow + event loop: on screen
         if action == "quit":
@@ -218,9 +219,9 @@ class Runner:
         if action == "pause":
             self._paused = not self._paused
             (chain.pause.set if self._paused else chain.pause.clear)()
-            if self._last_image is not None:
-                self.preview.show(draw_hud(self._last_image, ["PAUSED (space resumes)"],
-                                           self.preview.scale_for(self._last_image)))
+            if self._paused and self._last_image is not None:   # the same lines again, PAUSED below them
+                lines = [line for line in self._hud_lines if not line.startswith("PAUSED")] + ["PAUSED (space resumes)"]
+                self.preview.show(draw_hud(self._last_image, lines, self.preview.scale_for(self._last_image)))
         self._update_progress()
         return True
 

@@ -284,3 +284,35 @@ def test_max_size_overrides_the_screen_and_the_window_stays_resizable(small_scre
     assert first == (640, 360)
     assert resized == (960, 540)
     assert title == "dashtrack - lavfi:testsrc2=size=1280x720:rate=10,realtime"
+
+
+def text_line_count(img: np.ndarray) -> int:
+    """Separate runs of rows holding white HUD text at the top left."""
+    rows = (img[:150, :500].min(-1) > 235).any(1)
+    runs, inside = 0, False
+    for r in rows:
+        runs += bool(r and not inside)
+        inside = bool(r)
+    return runs
+
+
+def test_pause_puts_paused_under_the_hud_line(small_screen):
+    """Space pauses: 'PAUSED' is a second line (it was drawn over the first one, and again on resume)."""
+    need(YOLOX_ONNX)
+    proc = run_preview(small_screen, "--source", "lavfi:color=c=0x202020:size=1280x720:rate=10,realtime",
+                       "--max-frames", "600")
+    try:
+        wid = find_window(small_screen)
+        left, top, width, height = first_frame_geometry(small_screen, wid)
+        time.sleep(1.5)
+        running = grab(small_screen)[top:top + height, left:left + width]
+        x(small_screen, "xdotool", "key", "--window", wid, "space")
+        time.sleep(1.5)
+        paused = grab(small_screen)[top:top + height, left:left + width]
+        x(small_screen, "xdotool", "key", "--window", wid, "q")
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert text_line_count(running) == 1
+    assert text_line_count(paused) == 2
