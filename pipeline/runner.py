@@ -274,13 +274,14 @@ class Runner:
 
     def _hud(self, fps: int, paused: bool) -> list[str]:
         lat = self.stats.recent_latency_ms()
-        shown = self.stats.recent_latency_ms(series="display_latency")
+        shown = self.stats.recent_percentiles_ms("display_latency")
         if lat is None:
             lines = [f"{fps} FPS"]
         elif shown is None:
             lines = [f"{fps} FPS  latency {lat:.0f} ms  dropped {self.stats.dropped}"]
-        else:   # capture -> on screen (what the driver sees), and capture -> output
-            lines = [f"{fps} FPS  latency {shown:.0f} ms (output {lat:.0f})  dropped {self.stats.dropped}"]
+        else:   # capture -> on screen (what the driver sees) over the last 100 frames shown, and capture -> output
+            lines = [f"{fps} FPS  latency p50 {shown[0]:.0f} p99 {shown[1]:.0f} ms (output {lat:.0f})  "
+                     f"dropped {self.stats.dropped}"]
         if paused:
             lines.append("PAUSED (space resumes)")
         return lines

@@ -96,6 +96,15 @@ class Stats:
             tail = list(values)[-n:]
         return 1000.0 * float(np.median(tail))
 
+    def recent_percentiles_ms(self, series: str = "display_latency", n: int = 100) -> tuple[float, float] | None:
+        """(p50, p99) of the last ``n`` samples of ``series``, for the HUD."""
+        with self._lock:
+            values = getattr(self, series)
+            if not values:
+                return None
+            tail = np.asarray(list(values)[-n:], np.float64) * 1000.0
+        return float(np.percentile(tail, 50)), float(np.percentile(tail, 99))
+
     @property
     def dropped(self) -> int:
         return sum(self.drops.values())

@@ -21,6 +21,7 @@ from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.configtools import ConfigError
 from pipeline.display import _XRRMonitorInfo, fit_size, screen_size
 from pipeline.outputs import _color, draw_hud
+from pipeline.stats import Stats, format_table
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -91,6 +92,28 @@ def test_hud_at_scale_one_is_unchanged():
     draw_hud(a, ["5 FPS"])
     draw_hud(b, ["5 FPS"], 1.0)
     assert np.array_equal(a, b) and a.any()
+
+
+def test_stats_pair_display_and_output_latency_per_shown_frame():
+    stats = Stats()
+    t = time.monotonic()
+    for i, (out_ms, show_ms) in enumerate([(100, 130), (120, 140), (300, 310), (90, None)]):  # the last one skipped
+        captured = t - 1.0 + i * 0.01
+        output_at = captured + out_ms / 1000
+        with stats._lock:
+            stats.frames_out += 1
+            stats.latency.append(output_at - captured)
+        if show_ms is not None:
+            stats.displayed(captured, output_at, captured + show_ms / 1000)
+    report = stats.report()
+    shown = report["display_latency"]
+    assert shown["measured"] and shown["count"] == 3 and "note" not in shown
+    assert shown["p50_ms"] == pytest.approx(140) and shown["capture_to_output_same_frames"]["p50_ms"] == pytest.approx(120)
+    assert report["latency"]["count"] == 4 and report["latency"]["p50_ms"] == pytest.approx(110)
+    p50, p99 = stats.recent_percentiles_ms("display_latency")
+    assert p50 == pytest.approx(140) and 300 < p99 <= 310
+    row = next(line for line in format_table(report).splitlines() if line.startswith("capture->display"))
+    assert row.split()[1:4] == ["3", "140.00", "306.60"]
 
 
 def test_headless_run_says_display_latency_is_not_measured(tmp_path, example_video):
