@@ -32,7 +32,7 @@ class _XRRMonitorInfo(ctypes.Structure):
                 ("mheight", ctypes.c_int), ("outputs", ctypes.c_void_p)]
 
 
-def _x11_screen_size(display: str) -> tuple[int, int] | None:
+def _x11_screen_rect(display: str) -> tuple[int, int, int, int] | None:
     lib = ctypes.util.find_library("X11")
     if not lib:
         return None
@@ -50,14 +50,14 @@ def _x11_screen_size(display: str) -> tuple[int, int] | None:
         return None
     try:
         screen = x11.XDefaultScreen(dpy)
-        size = (x11.XDisplayWidth(dpy, screen), x11.XDisplayHeight(dpy, screen))
+        size = (0, 0, x11.XDisplayWidth(dpy, screen), x11.XDisplayHeight(dpy, screen))
         monitor = _primary_monitor(dpy, x11.XDefaultRootWindow(dpy))   # one monitor of a multi-monitor screen
         return monitor or size
     finally:
         x11.XCloseDisplay(dpy)
 
 
-def _primary_monitor(dpy: int, root: int) -> tuple[int, int] | None:
+def _primary_monitor(dpy: int, root: int) -> tuple[int, int, int, int] | None:
     lib = ctypes.util.find_library("Xrandr")
     if not lib:
         return None
@@ -74,21 +74,29 @@ def _primary_monitor(dpy: int, root: int) -> tuple[int, int] | None:
     try:
         found = [monitors[i] for i in range(count.value)]
         chosen = next((m for m in found if m.primary), found[0] if found else None)
-        return (chosen.width, chosen.height) if chosen and chosen.width > 0 and chosen.height > 0 else None
+        if chosen is None or chosen.width <= 0 or chosen.height <= 0:
+            return None
+        return chosen.x, chosen.y, chosen.width, chosen.height
     finally:
         xrr.XRRFreeMonitors(monitors)
 
 
-def screen_size() -> tuple[int, int] | None:
-    """(width, height) of the (primary) screen in pixels, or None when the windowing system does not say."""
+def screen_rect() -> tuple[int, int, int, int] | None:
+    """(x, y, width, height) of the (primary) monitor in pixels, or None when the windowing system does not say."""
     try:
         if sys.platform == "win32":
             user32 = ctypes.windll.user32
-            return user32.GetSystemMetrics(0), user32.GetSystemMetrics(1)
+            return 0, 0, user32.GetSystemMetrics(0), user32.GetSystemMetrics(1)
         display = os.environ.get("DISPLAY")
-        return _x11_screen_size(display) if display else None
+        return _x11_screen_rect(display) if display else None
     except (OSError, AttributeError):       # no usable X library: the window keeps the frame's size
         return None
+
+
+def screen_size() -> tuple[int, int] | None:
+    """(width, height) of the (primary) monitor, or None."""
+    rect = screen_rect()
+    return rect[2:] if rect else None
 
 
 def fit_size(frame_wh: tuple[int, int], bound_wh: tuple[int, int] | None) -> tuple[int, int]:
@@ -109,11 +117,11 @@ class Preview:
         self._shown = False
         self.display_scale = 1.0          # window pixels per frame pixel, as last shown
         self.size: tuple[int, int] | None = None     # the window size chosen at start
+        self.screen = screen = screen_rect()
         if max_size is not None:
             self.bound = tuple(max_size)
         else:
-            screen = screen_size()
-            self.bound = (int(screen[0] * screen_fraction), int(screen[1] * screen_fraction)) if screen else None
+            self.bound = (int(screen[2] * screen_fraction), int(screen[3] * screen_fraction)) if screen else None
         try:
             cv2.namedWindow(name, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
             if title and title != name:
@@ -141,8 +149,12 @@ class Preview:
                 self.size = fit_size((image.shape[1], image.shape[0]), self.bound)
                 cv2.resizeWindow(self.name, *self.size)
             cv2.imshow(self.name, image)
-            self._shown = True
+            first, self._shown = not self._shown, True
+        else:
+            first = False
         key = cv2.waitKey(wait_ms) & 0xFF
+        if first:
+            self._keep_on_screen()
         if key in (ord("q"), 27):
             return "quit"
         if key == ord(" "):
@@ -150,6 +162,20 @@ class Preview:
         if self._shown and self.closed():
             return "quit"
         return None
+
+    def _keep_on_screen(self) -> None:
+        """A window manager placed the window for its empty size; once it has the frame's size, move
+        it (only if needed) so that it lies on the monitor."""
+        if self.screen is None:
+            return
+        try:
+            x, y, w, h = cv2.getWindowImageRect(self.name)
+        except cv2.error:
+            return
+        sx, sy, sw, sh = self.screen
+        nx, ny = min(max(x, sx), sx + max(0, sw - w)), min(max(y, sy), sy + max(0, sh - h))
+        if (nx, ny) != (x, y):
+            cv2.moveWindow(self.name, nx, ny)
 
     def closed(self) -> bool:
         try:

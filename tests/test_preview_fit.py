@@ -347,3 +347,31 @@ def test_pause_puts_paused_under_the_hud_line(small_screen):
         proc.kill()
     assert proc.returncode == 0, err
     assert (running, paused) == (1, 2)
+
+
+PLACED_SCRIPT = """
+import sys, time
+import cv2, numpy as np
+from pipeline.display import Preview
+p = Preview("dashtrack", title="dashtrack - placed")
+cv2.moveWindow("dashtrack", {x}, {y})          # where a window manager might put the empty window
+cv2.waitKey(100)
+p.show(np.full((1080, 1920, 3), 90, np.uint8))
+for _ in range(20):
+    p.show(None, 20)
+print(*cv2.getWindowImageRect("dashtrack"))
+p.close()
+"""
+
+
+@pytest.mark.parametrize("placed", [(600, 400), (0, 0), (-50, 30)], ids=["bottom-right", "top-left", "off-left"])
+def test_window_placed_for_its_empty_size_is_moved_onto_the_screen(small_screen, placed):
+    run = subprocess.run([sys.executable, "-c", PLACED_SCRIPT.format(x=placed[0], y=placed[1])], cwd=REPO,
+                         env=dict(os.environ, DISPLAY=small_screen, PYTHONPATH=str(REPO)), capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    left, top, width, height = map(int, run.stdout.split()[-4:])
+    assert (width, height) == (900, 506)
+    assert 0 <= left and left + width <= SCREEN[0] and 0 <= top and top + height <= SCREEN[1]
+    if placed == (0, 0):
+        assert (left, top) == (0, 0)                # a window already on the screen is not moved
