@@ -95,9 +95,13 @@ def list_cameras(sysfs: Path | None = None, dev: Path | None = None) -> str:
 
 
 def is_camera_spec(spec: str, dev: Path | None = None) -> bool:
-    """True for the index and path forms (names are tried only once no file matches)."""
+    """True for the index and path forms (names are tried only once no file matches).  Under /dev, a
+    folder or a file with a suffix is media (/dev/shm/clip.mp4), not a camera."""
     dev = _roots(None, dev)[1]
-    return bool(INDEX_RE.match(spec)) or Path(spec).is_relative_to(dev)
+    path = Path(spec)
+    if INDEX_RE.match(spec):
+        return True
+    return path.is_relative_to(dev) and not path.is_dir() and not (path.is_file() and path.suffix)
 
 
 def looks_like_name(spec: str) -> bool:

@@ -103,13 +103,18 @@ def fake_tree(tree, monkeypatch):
 
 
 @pytest.mark.parametrize("spec, message", [
+    ("{dev}/shm/clip.mp4", "shm/clip.mp4: the file is empty (0 bytes)"),      # media in a RAM disk under /dev
+    ("{dev}/shm", "shm: folder has no images"),
     ("no/such/drive.mp4", "no/such/drive.mp4: no such file or folder; check the path"),
     ("drive.mp4", "drive.mp4: no such file or folder; check the path"),
     ("Brio", "Brio: no such file or folder, and no camera by that name; cameras here:"),
-], ids=["missing-path", "missing-media-file", "bare-word-tries-camera-names"])
+], ids=["file-under-dev", "folder-under-dev", "missing-path", "missing-media-file", "bare-word-tries-camera-names"])
 def test_open_source_tells_files_from_camera_names(fake_tree, spec, message):
+    dev = fake_tree[1]
+    (dev / "shm").mkdir()
+    (dev / "shm" / "clip.mp4").write_bytes(b"")
     with pytest.raises(SourceError) as e:
-        open_source(spec)
+        open_source(spec.format(dev=dev))
     assert message in str(e.value)
 
 
