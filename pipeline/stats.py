@@ -87,13 +87,11 @@ class Stats:
             self.ended = time.monotonic()
             self.cpu_ended = time.process_time()
 
-    def recent_latency_ms(self, n: int = 30, series: str = "latency") -> float | None:
-        """Median of the last ``n`` samples of ``series`` ('latency': to output, 'display_latency': to screen)."""
+    def recent_latency_ms(self, n: int = 30) -> float | None:
         with self._lock:
-            values = getattr(self, series)
-            if not values:
+            if not self.latency:
                 return None
-            tail = list(values)[-n:]
+            tail = list(self.latency)[-n:]
         return 1000.0 * float(np.median(tail))
 
     def recent_percentiles_ms(self, series: str = "display_latency", n: int = 100) -> tuple[float, float] | None:
