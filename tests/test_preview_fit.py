@@ -213,17 +213,20 @@ def geometry(display, wid) -> tuple[int, int, int, int]:
     return tuple(int(fields[k]) for k in ("Absolute upper-left X", "Absolute upper-left Y", "Width", "Height"))
 
 
+QT_EMPTY = (400, 300)      # the size Qt maps a window at before its first frame
+
+
 def first_frame_geometry(display, wid, timeout_s=60) -> tuple[int, int, int, int]:
     """The window's geometry once the first frame sized it (Qt maps it at a default size before)."""
-    empty = geometry(display, wid)
     deadline = time.monotonic() + timeout_s
+    last = None
     while time.monotonic() < deadline:
-        time.sleep(0.3)
         now = geometry(display, wid)
-        if now[2:] != empty[2:]:
-            time.sleep(0.5)
-            return geometry(display, wid)
-    pytest.fail(f"the window kept its empty size {empty[2:]}")
+        if now[2:] != QT_EMPTY and now == last:
+            return now
+        last = now
+        time.sleep(0.3)
+    pytest.fail(f"the window never left its empty size {QT_EMPTY} (last {last})")
 
 
 def grab(display) -> np.ndarray:
