@@ -30,7 +30,8 @@ from pipeline.stats import format_table
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", required=True, nargs="+",
-                   help="video file, cameraN, rtsp:// or http(s):// URL, image folder or glob, lavfi:<filter>; "
+                   help="video file, cameraN, /dev/videoN or a camera's name, rtsp:// or http(s):// URL, image folder "
+                        "or glob, lavfi:<filter>; "
                         "several sources share one detector (outputs get _0, _1, ... suffixes)")
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default: configs/default.yaml)")
     p.add_argument("--model", help="detector: a preset in configs/detectors (dashcam = the default, lite, "

@@ -58,8 +58,8 @@ def _threads(where: str, value: int) -> None:
 @dataclass(frozen=True)
 class SourceConfig:
     fps: float | None = None           # timestamps for image folders (index / fps)
-    camera_width: int = 1280           # resolution asked of a local camera
-    camera_height: int = 720
+    camera_size: tuple[int, int] = (1280, 720)   # (width, height) asked of a local camera
+    camera_fps: float | None = None    # frame rate asked of a local camera; null = the camera's default
     open_timeout_s: float = 5.0        # network streams: connect timeout
     read_timeout_s: float = 5.0        # network streams: no-data timeout
     decode_threads: int = 0            # PyAV codec threads; 0 = FFmpeg's choice
@@ -72,13 +72,15 @@ class SourceConfig:
     reconnect_max_s: float = 0.5       # longest wait between tries (bounds the delay after a return)
 
     def __post_init__(self) -> None:
-        for name in ("fps", "camera_width", "camera_height", "open_timeout_s", "read_timeout_s", "max_frames",
+        if min(self.camera_size) <= 0:
+            raise ConfigError(f"source.camera_size: {list(self.camera_size)!r} must be positive (width, height)")
+        for name in ("fps", "camera_fps", "open_timeout_s", "read_timeout_s", "max_frames",
                      "reconnect_timeout_s", "reconnect_initial_s", "reconnect_max_s"):
             _positive(f"source.{name}", getattr(self, name))
         for name in ("open_timeout_s", "read_timeout_s", "reconnect_timeout_s", "reconnect_initial_s", "reconnect_max_s"):
             _at_most(f"source.{name}", getattr(self, name), MAX_TIMEOUT_S, " seconds")
-        _at_most("source.camera_width", self.camera_width, MAX_FRAME_SIDE)
-        _at_most("source.camera_height", self.camera_height, MAX_FRAME_SIDE)
+        _at_most("source.camera_size width", self.camera_size[0], MAX_FRAME_SIDE)
+        _at_most("source.camera_size height", self.camera_size[1], MAX_FRAME_SIDE)
         _threads("source.decode_threads", self.decode_threads)
 
 
@@ -221,12 +223,28 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class PreviewConfig:
+    """The preview window: at start, the largest size of the frame's aspect inside ``screen_fraction``
+    of the screen (never larger than the frame); ``max_size`` (width, height) replaces the screen."""
+
+    max_size: tuple[int, int] | None = None
+    screen_fraction: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.max_size is not None and min(self.max_size) <= 0:
+            raise ConfigError(f"preview.max_size: {list(self.max_size)!r} must be positive (width, height)")
+        if not 0.0 < self.screen_fraction <= 1.0:
+            raise ConfigError(f"preview.screen_fraction: {self.screen_fraction!r} must be in (0, 1]")
+
+
+@dataclass(frozen=True)
 class AppConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    preview: PreviewConfig = field(default_factory=PreviewConfig)
 
 
 class _Null:
@@ -292,6 +310,7 @@ def load_config(path: Path | str | None = None, overrides: Mapping[str, Any] | N
     for key, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(data, key, None if value is NULL else value)
+    _migrate_camera_keys(data.get("source"), path)
     try:
         return from_mapping(AppConfig, data, "config")
     except ConfigError as e:
@@ -307,6 +326,16 @@ def _blame(message: str, path: Path, overrides: Mapping[str, Any]) -> str:
         if value is not None and re.search(rf"(^|config\.){re.escape(key)}(\W|$)", message):
             return message
     return f"{path}: {message}"
+
+
+def _migrate_camera_keys(source: Any, path: Path) -> None:
+    """``source.camera_width`` / ``camera_height`` (before camera_size) still work: they become camera_size."""
+    if not isinstance(source, dict) or not ({"camera_width", "camera_height"} & set(source)):
+        return
+    if "camera_size" in source:
+        raise ConfigError(f"{path}: source.camera_width/camera_height and source.camera_size both given; "
+                          "keep only camera_size: [width, height]")
+    source["camera_size"] = [source.pop("camera_width", 1280), source.pop("camera_height", 720)]
 
 
 def model_overrides(model: str) -> dict:

@@ -12,6 +12,7 @@ import json
 import os
 import threading
 from fractions import Fraction
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -160,14 +161,39 @@ def draw_detections(img: np.ndarray, dets: Detections, class_names: Sequence[str
     return img
 
 
-def draw_hud(img: np.ndarray, lines: Sequence[str]) -> np.ndarray:
-    scale = max(0.6, img.shape[0] / 900)
+@lru_cache(maxsize=1)
+def _thickness_widens_text() -> bool:
+    """OpenCV 4 draws text strokes ``thickness`` pixels wide; OpenCV 5 draws any thickness > 1 as the
+    same bold face (and slowly), so there a stroke width is not asked for."""
+    a, b = np.zeros((40, 40), np.uint8), np.zeros((40, 40), np.uint8)
+    cv2.putText(a, "I", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, 255, 2)
+    cv2.putText(b, "I", (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 1.0, 255, 6)
+    return int(np.count_nonzero(b)) > 1.5 * int(np.count_nonzero(a))
+
+
+def draw_hud(img: np.ndarray, lines: Sequence[str], display_scale: float = 1.0) -> np.ndarray:
+    """White text lines with a black border, at the top left.  ``display_scale`` (window pixels per image
+    pixel) keeps the text the same size on screen however the preview window scales the image."""
+    if not lines:
+        return img
+    k = max(display_scale, 1e-3)
+    scale = max(0.6, img.shape[0] * k / 900) / k
+    thick = max(1, round(2 / k)) if _thickness_widens_text() else 2   # 2 px strokes on screen
+    r = max(1, round(1.5 / k))                  # a ~1.5 px black border on screen: readable on a bright sky
     step = int(32 * scale)
-    y = step
-    for line in lines:
-        cv2.putText(img, line, (12, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 4, cv2.LINE_AA)
-        cv2.putText(img, line, (12, y), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 2, cv2.LINE_AA)
-        y += step
+    x = int(12 / k)
+    # Text drawn once into a mask of the HUD's corner; the border is that mask grown by r
+    # (OpenCV 5 draws thick text bold, not wider, so a thicker black pass gives no border).
+    width = max(cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)[0][0] for line in lines)
+    h = min(img.shape[0], step * len(lines) + step // 2 + r)
+    w = min(img.shape[1], x + width + 2 * r + 2)
+    mask = np.zeros((h, w), np.uint8)
+    for i, line in enumerate(lines):
+        cv2.putText(mask, line, (x, step * (i + 1)), cv2.FONT_HERSHEY_SIMPLEX, scale, 255, thick, cv2.LINE_AA)
+    border = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
+    # Darken under the border (it covers the text), then add the text: anti-aliased edges, uint8 throughout.
+    darkened = cv2.multiply(img[:h, :w], cv2.cvtColor(255 - border, cv2.COLOR_GRAY2BGR), scale=1 / 255)
+    img[:h, :w] = cv2.add(darkened, cv2.cvtColor(mask, cv2.COLOR_GRAY2BGR))
     return img
 
 

@@ -24,8 +24,9 @@ class ReconnectingSource(Source):
     def __init__(self, opener: Callable[[], Source], *, timeout_s: float, initial_s: float = 0.25,
                  max_s: float = 0.5, stop: threading.Event | None = None):
         self._opener = opener
-        self._current: Source | None = opener()      # the first open fails loudly, with no retry
+        self._current: Source | None = self._adopt(opener())   # the first open fails loudly, with no retry
         self.name = self._current.name
+        self.description = getattr(self._current, "description", None)
         self.fps = self._current.fps
         self.frame_count_hint = None
         self.timeout_s, self.initial_s, self.max_s = timeout_s, initial_s, max_s
@@ -41,7 +42,7 @@ class ReconnectingSource(Source):
         lost_at: float | None = None
         while not self.stop.is_set():
             if self._current is None:
-                self._current = self._reopen(lost_at, index)
+                self._current = self._adopt(self._reopen(lost_at, index))
                 if self._current is None:
                     return                            # stopped while waiting
                 now = time.monotonic()
@@ -67,6 +68,13 @@ class ReconnectingSource(Source):
                 self._close_current()
             lost_at = time.monotonic()
             self.warn(f"lost after frame {index - 1} ({reason}); reconnecting for up to {self.timeout_s:.0f} s")
+
+    def _adopt(self, source: Source | None) -> Source | None:
+        """The session's own warnings (a camera's mode note, a skipped packet) are this source's."""
+        if source is not None:
+            prefix = f"{source.name}: "
+            source.on_warning = lambda text: self.warn(text[len(prefix):] if text.startswith(prefix) else text)
+        return source
 
     def _reopen(self, lost_at: float, index: int) -> Source | None:
         wait = self.initial_s

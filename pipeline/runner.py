@@ -201,8 +201,8 @@ class Runner:
             self.jsonl.write(frame, dets)
         if self.mot is not None:
             self.mot.write(frame, dets)
-        self.stats.output(frame.captured_at)
-        return annotated if self.show else None
+        output_at = self.stats.output(frame.captured_at)
+        return (annotated, frame.captured_at, output_at) if self.show else None
 
     # -- run -----------------------------------------------------------------------
     def run(self) -> dict:
@@ -233,9 +233,13 @@ class Runner:
         self._shown_at: list[float] = []
         self._paused = False
         self._last_image = None
+        self._hud_lines: list[str] = []
         try:
             if self.show:
-                self.preview = Preview(self.window_name)
+                pv = self.cfg.preview
+                self.preview = Preview(self.window_name, title=self.window_title, max_size=pv.max_size,
+                                       screen_fraction=pv.screen_fraction)
+                self.stats.display_note = None
             chain.start()
         except BaseException:
             self.finish()
@@ -244,6 +248,12 @@ class Runner:
     @property
     def window_name(self) -> str:
         return self.cfg.output.window_name
+
+    @property
+    def window_title(self) -> str:
+        """The window name, naming the source (a camera by its device name too)."""
+        label = self.source.description or self.source.name
+        return self.window_name if label in self.window_name else f"{self.window_name} - {label}"
 
     def step(self, wait_s: float = 0.05) -> bool:
         """One turn of the main thread: show the newest image, read keys, update progress.
@@ -261,18 +271,22 @@ class Runner:
                 return False
             action = self.preview.show(None, max(1, int(wait_s * 200)))
         else:
+            image, captured_at, output_at = item
             now = time.monotonic()
             self._shown_at = [t for t in self._shown_at if now - t < 1.0] + [now]
-            self._last_image = draw_hud(item, self._hud(len(self._shown_at), self._paused))
+            self._hud_lines = self._hud(len(self._shown_at), self._paused)
+            self._last_image = draw_hud(image, self._hud_lines, self.preview.scale_for(image))
             action = self.preview.show(self._last_image)
+            self.stats.displayed(captured_at, output_at, time.monotonic())   # imshow + event loop: on screen
         if action == "quit":
             self.stop_reason = "closed by user"
             return False
         if action == "pause":
             self._paused = not self._paused
             (chain.pause.set if self._paused else chain.pause.clear)()
-            if self._last_image is not None:
-                self.preview.show(draw_hud(self._last_image, ["PAUSED (space resumes)"]))
+            if self._paused and self._last_image is not None:   # the same lines again, PAUSED below them
+                lines = [line for line in self._hud_lines if not line.startswith("PAUSED")] + ["PAUSED (space resumes)"]
+                self.preview.show(draw_hud(self._last_image, lines, self.preview.scale_for(self._last_image)))
         self._update_progress()
         return True
 
@@ -348,7 +362,14 @@ class Runner:
 
     def _hud(self, fps: int, paused: bool) -> list[str]:
         lat = self.stats.recent_latency_ms()
-        lines = [f"{fps} FPS  latency {lat:.0f} ms  dropped {self.stats.dropped}" if lat is not None else f"{fps} FPS"]
+        shown = self.stats.recent_percentiles_ms("display_latency")
+        if lat is None:
+            lines = [f"{fps} FPS"]
+        elif shown is None:
+            lines = [f"{fps} FPS  latency {lat:.0f} ms  dropped {self.stats.dropped}"]
+        else:   # capture -> on screen (what the driver sees) over the last 100 frames shown, and capture -> output
+            lines = [f"{fps} FPS  latency p50 {shown[0]:.0f} p99 {shown[1]:.0f} ms (output {lat:.0f})  "
+                     f"dropped {self.stats.dropped}"]
         if paused:
             lines.append("PAUSED (space resumes)")
         return lines

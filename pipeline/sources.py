@@ -5,7 +5,8 @@
 and raises ``SourceError`` with one line naming it and the fix; a failure in
 the middle of reading raises ``SourceError`` too (never a fabricated frame).
 
-    camera0, 0, camera2     a local camera (OpenCV), asked for 1280x720
+    camera0, 0, /dev/video0, /dev/v4l/by-id/..., a camera's name
+                            a local camera (pipeline/cameras.py), asked for source.camera_size
     drive.mp4 (mkv, avi, mov, ...)   a file, decoded by PyAV (threaded codec)
     rtsp://..., http(s)://..., udp://..., tcp://...   a network stream (PyAV)
     lavfi:testsrc2=size=1280x720:rate=30,realtime      an FFmpeg test source (live)
@@ -16,7 +17,6 @@ from __future__ import annotations
 import glob
 import json
 import math
-import os
 import re
 import time
 from abc import ABC, abstractmethod
@@ -33,7 +33,6 @@ from .records import Frame
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".m4v", ".webm", ".ts", ".mpg", ".mpeg", ".flv", ".h264", ".hevc"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 URL_RE = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp|srt)://", re.I)
-CAMERA_RE = re.compile(r"^(?:camera)?(\d+)$", re.I)
 MIN_FRAME_SIDE = 16        # smaller frames cannot be letterboxed into a detector input
 
 
@@ -49,6 +48,7 @@ class Source(ABC):
     fps: float | None = None               # nominal rate, for the video writer and progress
     frame_count_hint: int | None = None    # container metadata: a hint only
     on_warning = None                      # callable(str): set by the runner to report as it happens
+    description: str | None = None         # a longer name for window titles (a camera's device name)
 
     def warn(self, message: str) -> None:
         """A problem the run survives (a skipped packet, a reconnect); reported, never silent."""
@@ -216,49 +216,6 @@ class PyAVSource(Source):
             pass
 
 
-class CameraSource(Source):
-    """A local camera through OpenCV."""
-
-    live = True
-
-    def __init__(self, index: int, cfg: SourceConfig):
-        self.name = f"camera{index}"
-        backend = cv2.CAP_V4L2 if os.name == "posix" and Path("/sys/class/video4linux").exists() else cv2.CAP_ANY
-        level = cv2.utils.logging.getLogLevel()
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # OpenCV logs each backend it tries
-        try:
-            self.cap = cv2.VideoCapture(index, backend)
-        finally:
-            cv2.utils.logging.setLogLevel(level)
-        if not self.cap.isOpened():
-            self.cap.release()
-            raise SourceError(
-                f"{self.name}: no camera at index {index} (/dev/video{index}); plug one in or pick another with --source cameraN"
-            )
-        self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, cfg.camera_width)
-        self.cap.set(cv2.CAP_PROP_FRAME_HEIGHT, cfg.camera_height)
-        fps = self.cap.get(cv2.CAP_PROP_FPS)
-        self.fps = fps if fps and fps > 0 else None
-        self.max_frames = cfg.max_frames
-
-    def __iter__(self) -> Iterator[Frame]:
-        t0 = time.monotonic()
-        index = 0
-        while True:
-            ok, image = self.cap.read()
-            now = time.monotonic()
-            if not ok or image is None:
-                raise SourceError(f"{self.name}: stopped delivering frames after {index} (unplugged?)")
-            self.check_size(image, index)
-            yield Frame(image, index, now - t0, self.name, now)
-            index += 1
-            if self.max_frames and index >= self.max_frames:
-                return
-
-    def close(self) -> None:
-        self.cap.release()
-
-
 class ImageSource(Source):
     """A sorted list of image files; timestamps from ``fps`` or a ``timestamps.json`` beside them."""
 
@@ -337,9 +294,10 @@ def open_source(spec: str | int, cfg: SourceConfig | None = None) -> Source:
 def _open_once(spec: str, cfg: SourceConfig) -> Source:
     if not spec:
         raise SourceError("empty --source; give a file, a URL, cameraN or an image folder")
-    m = CAMERA_RE.match(spec)
-    if m:
-        return CameraSource(int(m.group(1)), cfg)
+    from . import cameras
+
+    if cameras.is_camera_spec(spec):
+        return cameras.CameraSource(cameras.resolve_camera(spec), cfg)
     if spec.startswith("lavfi:"):
         return PyAVSource(spec[len("lavfi:"):], cfg, live=True, fmt="lavfi", name=spec)
     if URL_RE.match(spec):
@@ -352,6 +310,8 @@ def _open_once(spec: str, cfg: SourceConfig) -> Source:
     if images is not None:
         return ImageSource(spec, images, cfg)
     path = Path(spec)
+    if not path.exists() and cameras.looks_like_name(spec):
+        return cameras.CameraSource(cameras.resolve_camera(spec), cfg)     # "HD Pro Webcam C920"
     if not path.exists():
         raise SourceError(f"{spec}: no such file or folder; check the path (or use cameraN / a URL)")
     if path.is_file() and path.stat().st_size == 0:

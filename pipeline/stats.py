@@ -31,6 +31,10 @@ class Stats:
         self.stage_time: dict[str, deque] = {}
         self.stage_count: Counter = Counter()
         self.latency: deque = deque(maxlen=WINDOW)       # capture -> output, seconds
+        # Frames the preview showed: capture -> on screen, and capture -> output for those same frames.
+        self.display_latency: deque = deque(maxlen=WINDOW)
+        self.shown_output_latency: deque = deque(maxlen=WINDOW)
+        self.display_note: str | None = "headless run (no preview window)"   # why display latency is not measured
         self.drops: Counter = Counter()                   # cause -> frames
         self.counts: Counter = Counter()                  # name -> total (e.g. crops run)
         self.frames_in = 0
@@ -66,13 +70,22 @@ class Stats:
         with self._lock:
             self.frames_in += 1
 
-    def output(self, captured_at: float) -> None:
+    def output(self, captured_at: float) -> float:
+        """A frame left the output stage; returns the time (for ``displayed``)."""
         now = time.monotonic()
         with self._lock:
             self.frames_out += 1
             self.latency.append(now - captured_at)
             if self.first_out is None:
                 self.first_out = now
+        return now
+
+    def displayed(self, captured_at: float, output_at: float, shown_at: float) -> None:
+        """The main thread put a frame on screen at ``shown_at``."""
+        with self._lock:
+            self.display_note = None
+            self.display_latency.append(shown_at - captured_at)
+            self.shown_output_latency.append(output_at - captured_at)
 
     def finish(self) -> None:
         if self.ended is None:
@@ -86,6 +99,15 @@ class Stats:
             tail = list(self.latency)[-n:]
         return 1000.0 * float(np.median(tail))
 
+    def recent_percentiles_ms(self, series: str = "display_latency", n: int = 100) -> tuple[float, float] | None:
+        """(p50, p99) of the last ``n`` samples of ``series``, for the HUD."""
+        with self._lock:
+            values = getattr(self, series)
+            if not values:
+                return None
+            tail = np.asarray(list(values)[-n:], np.float64) * 1000.0
+        return float(np.percentile(tail, 50)), float(np.percentile(tail, 99))
+
     @property
     def dropped(self) -> int:
         return sum(self.drops.values())
@@ -98,6 +120,10 @@ class Stats:
             stages = {name: dict(_summary(series), frames=int(self.stage_count[name]))
                       for name, series in self.stage_time.items()}
             latency = _summary(self.latency)
+            display = dict(_summary(self.display_latency), measured=bool(self.display_latency),
+                           capture_to_output_same_frames=_summary(self.shown_output_latency))
+            if not self.display_latency:
+                display["note"] = f"display latency not measured: {self.display_note or 'no frame was shown'}"
             drops = dict(self.drops)
             counts = dict(self.counts)
             frames_in, frames_out = self.frames_in, self.frames_out
@@ -110,7 +136,8 @@ class Stats:
             "fps": round(frames_out / wall, 2),
             "cpu_ms_per_frame": round(1000.0 * (cpu_end - self.cpu_started) / max(frames_out, 1), 2),
             "stages": stages,
-            "latency": latency,
+            "latency": latency,                 # capture -> output stage, every frame
+            "display_latency": display,         # capture -> on screen, frames the preview showed
             **({"counts": counts} if counts else {}),
         }
 
@@ -126,6 +153,10 @@ def format_table(report: dict) -> str:
     if lat["count"]:
         rows.append(("capture->output", str(lat["count"]), f"{lat['p50_ms']:.2f}", f"{lat['p99_ms']:.2f}",
                      f"{lat['mean_ms']:.2f}"))
+    shown = report.get("display_latency") or {}
+    if shown.get("count"):
+        rows.append(("capture->display", str(shown["count"]), f"{shown['p50_ms']:.2f}", f"{shown['p99_ms']:.2f}",
+                     f"{shown['mean_ms']:.2f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -138,4 +169,6 @@ def format_table(report: dict) -> str:
         f"frames in {report['frames_in']}, out {report['frames_out']}, dropped {sum(report['dropped'].values())} ({drops}); "
         f"{report['fps']:.1f} FPS over {report['wall_s']:.2f} s, {report['cpu_ms_per_frame']:.1f} CPU-ms/frame"
     )
+    if shown.get("note"):
+        lines.append(shown["note"])
     return "\n".join(lines)

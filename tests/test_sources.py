@@ -6,7 +6,8 @@ import pytest
 
 from conftest import SHARED, VIDEOS, need
 from pipeline.config import SourceConfig
-from pipeline.sources import CameraSource, ImageSource, PyAVSource, SourceError, open_source
+from pipeline.cameras import CameraDevice, CameraSource
+from pipeline.sources import ImageSource, PyAVSource, SourceError, open_source
 
 
 @pytest.mark.parametrize("name, decoded, container_says", [
@@ -85,7 +86,7 @@ def test_open_errors_name_the_source(spec, message):
 
 def test_absent_camera_is_a_camera_source_error():
     with pytest.raises(SourceError, match="plug one in"):
-        CameraSource(9, SourceConfig())
+        CameraSource(CameraDevice(9, "/dev/video9", "camera9", None), SourceConfig())
 
 
 @pytest.mark.parametrize("url", ["rtsp://127.0.0.1:9/live", "http://127.0.0.1:9/live.mp4"])
