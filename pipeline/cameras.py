@@ -26,7 +26,7 @@ import cv2
 
 from .config import SourceConfig
 from .records import Frame
-from .sources import Source, SourceError
+from .source_base import Source, SourceError
 
 SYSFS_V4L = Path("/sys/class/video4linux")
 DEV_ROOT = Path("/dev")

@@ -15,7 +15,7 @@ import time
 from typing import Callable, Iterator
 
 from .records import Frame
-from .sources import Source, SourceError
+from .source_base import Source, SourceError
 
 
 class ReconnectingSource(Source):
