@@ -43,7 +43,7 @@ class MultiRunner:
                  log=sys.stderr):
         self.log = log
         base = detector if detector is not None else build_detector(cfg.detector)
-        self.shared = SharedDetector(base, max_batch=max_batch or max(len(specs), 1))
+        self.shared = SharedDetector(base, max_batch=max_batch or max(len(specs), 1) * cfg.detector.batch)
         self.runners: list[Runner] = []
         try:
             for i, spec in enumerate(specs):

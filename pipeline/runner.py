@@ -20,9 +20,9 @@ from .detector import Detector
 from .display import Preview, display_available
 from .onnx_detector import build_detector
 from .outputs import JsonlWriter, MotWriter, VideoWriter, draw_detections, draw_hud
-from .records import Packet
+from .records import Packet, PacketGroup
 from .sources import Source, open_source
-from .stages import END, Chain, StageSpec
+from .stages import END, Chain, Many, StageSpec
 from .stats import Stats
 
 
@@ -60,6 +60,8 @@ class Runner:
         if policy == "auto":
             policy = "drop_oldest" if self.source.live else "block"
         self.policy = policy
+        # Frames of a file are batched; a live source runs frame by frame (latency).
+        self.batch_size = cfg.detector.batch if policy == "block" else 1
         self.show = self._want_window()
         self.stages = self._build_stages()
         self.source.on_warning = lambda message: print(f"warning: {message}", file=self.log, flush=True)
@@ -103,18 +105,21 @@ class Runner:
 
     def _build_stages(self) -> list[StageSpec]:
         det = self.detector
+        if self.batch_size > 1:
+            stages = self._batched_detector_stages(self.batch_size)
+        else:
+            def preprocess(p: Packet) -> Packet:
+                return dataclasses.replace(p, batch=det.preprocess([p.frame.image]))
 
-        def preprocess(p: Packet) -> Packet:
-            return dataclasses.replace(p, batch=det.preprocess([p.frame.image]))
+            def inference(p: Packet) -> Packet:
+                return dataclasses.replace(p, raw=det.infer(p.batch))
 
-        def inference(p: Packet) -> Packet:
-            return dataclasses.replace(p, raw=det.infer(p.batch))
+            def decode(p: Packet) -> Packet:
+                return dataclasses.replace(p, raw=None, batch=None, detections=det.postprocess(p.raw, p.batch)[0])
 
-        def decode(p: Packet) -> Packet:
-            return dataclasses.replace(p, raw=None, batch=None, detections=det.postprocess(p.raw, p.batch)[0])
-
-        stages = [StageSpec("preprocess", preprocess), StageSpec("inference", inference, workers=getattr(det, "workers", 1)),
-                  StageSpec("decode", decode)]
+            stages = [StageSpec("preprocess", preprocess),
+                      StageSpec("inference", inference, workers=getattr(det, "workers", 1)),
+                      StageSpec("decode", decode)]
         if self.tracker is not None:
             tracker = self.tracker
 
@@ -124,6 +129,38 @@ class Runner:
             stages.append(StageSpec("track", track))
         stages.append(StageSpec("output", self._output, close=self._close_outputs))
         return stages
+
+    def _batched_detector_stages(self, size: int) -> list[StageSpec]:
+        """``detector.batch`` > 1: a ``batch`` stage gathers ``size`` consecutive packets into a
+        ``PacketGroup`` (the last, partial group at the end of the input), preprocess, inference
+        and decode each run once per group, and decode passes the packets on one by one, in order.
+        Stage times stay per frame (the chain divides a group's time by its frames)."""
+        det = self.detector
+        pending: list[Packet] = []
+
+        def gather(p: Packet) -> PacketGroup | None:
+            pending.append(p)
+            return flush() if len(pending) >= size else None
+
+        def flush() -> PacketGroup | None:
+            if not pending:
+                return None
+            group = PacketGroup(tuple(pending))
+            pending.clear()
+            return group
+
+        def preprocess(g: PacketGroup) -> PacketGroup:
+            return dataclasses.replace(g, batch=det.preprocess([p.frame.image for p in g.packets]))
+
+        def inference(g: PacketGroup) -> PacketGroup:
+            return dataclasses.replace(g, raw=det.infer(g.batch))
+
+        def decode(g: PacketGroup) -> Many:
+            dets = det.postprocess(g.raw, g.batch)
+            return Many(dataclasses.replace(p, detections=d) for p, d in zip(g.packets, dets))
+
+        return [StageSpec("batch", gather, flush=flush), StageSpec("preprocess", preprocess),
+                StageSpec("inference", inference, workers=getattr(det, "workers", 1)), StageSpec("decode", decode)]
 
     def _output(self, p: Packet) -> Any:
         frame, dets = p.frame, p.detections
