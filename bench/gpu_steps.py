@@ -231,15 +231,24 @@ def end_to_end(cli: list[str], clip: Path, frames: int, streams: int, seconds: f
     cfg = run_stream.build_config(run_stream.parse_args(["--source", str(clip)] + cli))
     t0 = time.perf_counter()
     if streams == 1:
-        reports = [Runner(cfg, looped(clip, cfg.source, frames, seconds)).run()]
+        runner = Runner(cfg, looped(clip, cfg.source, frames, seconds))
+        reports, detector = [runner.run()], runner.detector
     else:
         multi = MultiRunner(cfg, [str(clip)] * streams)
         for r in multi.runners:
             r.source.close()
             r.source = looped(clip, cfg.source, frames, seconds)
-        reports = multi.run()
+        reports, detector = multi.run(), multi.shared.detector
     wall = time.perf_counter() - t0
     frames = sum(r["frames_out"] for r in reports)
     stages = {k: {"p50_ms": v["p50_ms"], "mean_ms": v["mean_ms"]} for k, v in reports[0]["stages"].items()}
     return {"streams": streams, "frames": frames, "fps": round(frames / wall, 1), "stages": stages,
-            "latency_p50_ms": reports[0]["latency"]["p50_ms"], "args": cli}
+            "latency_p50_ms": reports[0]["latency"]["p50_ms"], "args": cli,
+            "input_hw": list(input_hw(detector))}
+
+
+def input_hw(detector) -> tuple:
+    """The network input (H, W) a detector runs at (torch: ``input_size``, ONNX: ``in_h``/``in_w``)."""
+    if hasattr(detector, "input_size"):
+        return tuple(detector.input_size)
+    return (getattr(detector, "in_h", None), getattr(detector, "in_w", None))

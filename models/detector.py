@@ -44,6 +44,9 @@ class TorchDetector:
         if half and self.device.type != "cuda":
             raise ValueError(f"half=True needs a CUDA device, got {device!r}")
         self.dtype = torch.float16 if half else torch.float32
+        if self.device.type == "cuda":
+            # one input shape per detector: let cuDNN pick its fastest convolutions once
+            torch.backends.cudnn.benchmark = True
         self.model = model.to(self.device, self.dtype).eval()
         self.spec = spec
         self.post = post

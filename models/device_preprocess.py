@@ -97,7 +97,7 @@ class DevicePreprocessor:
             host[i] = image
         out = buf.to(self.device, non_blocking=True)
         event = torch.cuda.Event()
-        event.record()
+        event.record(torch.cuda.current_stream(self.device))   # the stream the copy went on
         last[0] = event
         return out
 

@@ -10,6 +10,7 @@ exp/offset arithmetic off the thousands of empty cells.  Each box keeps its best
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -65,6 +66,7 @@ def nms_sorted(boxes: torch.Tensor, classes: torch.Tensor, valid: torch.Tensor, 
 
 
 _TV_NMS: list = []   # [torchvision.ops.nms or None], filled on first use
+TV_NMS_ERRORS: list[str] = []   # why the torchvision NMS was given up at run time, if it was
 
 
 def torchvision_nms():
@@ -112,7 +114,13 @@ def nms_keep(boxes: torch.Tensor, classes: torch.Tensor, valid: torch.Tensor, io
     span = float(sel.max().item()) - min(float(sel.min().item()), 0.0) + 1.0
     shifted = sel + (group.double() * span)[:, None]
     rank = -(flat % k).double()                      # rows are sorted: earlier = higher, ties kept in order
-    kept = torchvision_nms()(shifted, rank, iou_threshold)
+    try:
+        kept = torchvision_nms()(shifted, rank, iou_threshold)
+    except RuntimeError as e:   # e.g. a build without float64 kernels on this device: the torch NMS from now on
+        TV_NMS_ERRORS.append(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+        _TV_NMS[:] = [None]
+        warnings.warn(f"torchvision NMS failed ({TV_NMS_ERRORS[-1]}); using the torch NMS", RuntimeWarning)
+        return nms_sorted(boxes, classes, valid, iou_threshold)
     keep[flat[kept]] = True
     return keep.view(b, k)
 

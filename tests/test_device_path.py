@@ -222,3 +222,16 @@ def test_packed_postprocess_empty_and_cap():
     out = det.detect([synthetic(120, 200), synthetic(90, 160, 1)])
     assert [len(d) for d in out] == [3, 3]
     assert all(np.all(np.diff(d.score) <= 0) for d in out)
+
+
+def test_torchvision_nms_failing_at_run_time_falls_back_to_torch(monkeypatch):
+    def broken(boxes, scores, iou):
+        raise RuntimeError("nms_kernel not implemented for 'Double'")
+
+    monkeypatch.setattr(pp, "_TV_NMS", [broken])
+    monkeypatch.setattr(pp, "TV_NMS_ERRORS", [])
+    boxes, classes, valid = batch_case(1)
+    with pytest.warns(RuntimeWarning, match="torchvision NMS failed"):
+        got = nms_keep(boxes, classes, valid, 0.45)
+    assert torch.equal(got, nms_sorted(boxes, classes, valid, 0.45))
+    assert pp.TV_NMS_ERRORS == ["nms_kernel not implemented for 'Double'"] and pp.nms_backend() == "torch"
