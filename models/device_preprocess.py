@@ -67,9 +67,12 @@ class DevicePreprocessor:
     """
 
     def __init__(self, prep, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                 channels_last: bool = False):
+                 channels_last: bool = False, uint8_resize: bool | None = None):
         self.prep = prep
         self.device = torch.device(device)
+        # Resize the uint8 frame (rounded, as cv2 does) or its float copy. None: uint8 on the CPU,
+        # where torch's uint8 channels_last kernel is ~8x faster; float on CUDA (no uint8 kernel).
+        self.uint8_resize = self.device.type == "cpu" if uint8_resize is None else uint8_resize
         self.dtype = dtype
         self.channels_last = channels_last
         self.pinned = self.device.type == "cuda"
@@ -112,9 +115,13 @@ class DevicePreprocessor:
         for start, end in shape_runs(images):
             h, w = images[start].shape[:2]
             lb = Letterbox.fit(w, h, ih, iw, self.prep.letterbox)
-            x = self.upload(images[start:end])                       # (n, h, w, 3) uint8
-            x = x.permute(0, 3, 1, 2)[:, self._order].float()         # (n, 3, h, w) in the model's colour order
-            if (lb.new_h, lb.new_w) != (h, w):
+            x = self.upload(images[start:end]).permute(0, 3, 1, 2)   # (n, 3, h, w) uint8, channels_last strides
+            resize = (lb.new_h, lb.new_w) != (h, w)
+            if resize and self.uint8_resize:
+                x = F.interpolate(x, size=(lb.new_h, lb.new_w), mode="bilinear", align_corners=False, antialias=False)
+                resize = False
+            x = x[:, self._order].float()                              # the model's colour order
+            if resize:
                 x = F.interpolate(x, size=(lb.new_h, lb.new_w), mode="bilinear", align_corners=False,
                                   antialias=False)
             py, px = int(lb.pad_y), int(lb.pad_x)
