@@ -166,7 +166,9 @@ def markdown(r: dict) -> str:
     if e:
         parts += ["## End to end (run_stream configuration, tracker on, headless)", "",
                   f"clip {e['clip']} looped to {e['target_frames']} frames per stream; network input "
-                  f"{'x'.join(map(str, e['runs'].get('batch 1', {}).get('input_hw', []))) or '-'}", "",
+                  f"{'x'.join(map(str, e['runs'].get('batch 1', {}).get('input_hw', []))) or '-'}"
+                  + ("; stage times are host times: CUDA work is asynchronous and shows where the host first "
+                     "waits for it (decode)" if r["device"].startswith("cuda") else ""), "",
                   markdown_table(["run", "streams", "frames", "FPS", "vs decode-only", "stage p50 ms"],
                                  [[k, v.get("streams", "-"), v.get("frames", "-"), fmt(v.get("fps")),
                                    fmt(e["ratio_to_decode"].get(k), ".2f"),

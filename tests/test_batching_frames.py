@@ -51,3 +51,20 @@ def test_batch_is_validated():
 
 def test_packet_group_counts_frames():
     assert PacketGroup(tuple(range(3))).frames == 3
+
+
+@pytest.mark.parametrize("policy, stages", [
+    ("block", ["batch", "preprocess", "inference", "decode"]),
+    ("drop_oldest", ["preprocess", "inference", "decode"]),        # live: no waiting for later frames
+], ids=["file batches", "live stays frame by frame"])
+def test_live_drop_policy_keeps_frame_by_frame(small2, policy, stages):
+    need(PTH)
+    cfg = load_config(DEFAULT_CONFIG, {**model_overrides(f"yolox_nano:{PTH}"), "detector.device": "cpu",
+                                       "detector.batch": 8, "pipeline.drop_policy": policy,
+                                       "output.show": "no", "output.progress": False})
+    runner = Runner(cfg, str(small2))
+    try:
+        assert [s.name for s in runner.stages][:len(stages)] == stages
+        assert runner.batch_size == (8 if policy == "block" else 1)
+    finally:
+        runner.source.close()

@@ -237,3 +237,14 @@ def test_torchvision_nms_failing_at_run_time_falls_back_to_torch(monkeypatch):
         got = nms_keep(boxes, classes, valid, 0.45)
     assert torch.equal(got, nms_sorted(boxes, classes, valid, 0.45))
     assert pp.TV_NMS_ERRORS == ["nms_kernel not implemented for 'Double'"] and pp.nms_backend() == "torch"
+
+
+def test_missing_or_mismatched_torchvision_selects_the_torch_nms(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torchvision", None)        # import fails, as for a torchvision built
+    monkeypatch.setitem(sys.modules, "torchvision.ops", None)    # for another torch ("torchvision::nms does not exist")
+    monkeypatch.setattr(pp, "_TV_NMS", [])
+    assert pp.torchvision_nms() is None and pp.nms_backend("auto") == "torch"
+    with pytest.raises(RuntimeError, match="torchvision is not installed"):
+        pp.nms_backend("torchvision")
