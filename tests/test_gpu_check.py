@@ -77,3 +77,24 @@ def dets(rows):
 def test_parity_match(ref, got, expected):
     m = gpu_steps.match(dets(ref), dets(got))
     assert (m["matched"], m["max_score_diff"]) == pytest.approx(expected, abs=1e-4)
+
+
+def test_failed_attempts_are_recorded_not_raised():
+    """A CUDA graph on the CPU, an unknown variant, a spent budget: rows say so, the step goes on."""
+    import time
+
+    import torch
+
+    rows = gpu_steps.model_timings(torch.device("cpu"), ["no_such_variant", "resnet18_s32"], [(64, 128)], ["fp32"],
+                                   [1], ["eager", "channels_last+cuda_graph"], None, time.monotonic() + 120, 0, 1, 0.0)
+    by = {(r["variant"], r.get("mode")): r for r in rows}
+    assert by[("no_such_variant", None)]["status"] == "failed" and "no_such_variant" in by[("no_such_variant", None)]["error"]
+    assert by[("resnet18_s32", "eager")]["status"] == "ok"
+    graph = by[("resnet18_s32", "channels_last+cuda_graph")]
+    assert graph["status"] == "failed" and graph["error"]
+    late = gpu_steps.model_timings(torch.device("cpu"), ["resnet18_s32"], [(64, 128)], ["fp32"], [1], ["eager"],
+                                   None, time.monotonic() - 1, 0, 1, 0.0)
+    assert [(r["status"], r["error"]) for r in late] == [("skipped", "step time budget spent")]
+    missing = gpu_steps.model_timings(torch.device("cpu"), ["yolox_nano"], [(64, 128)], ["fp32"], [1], ["eager"],
+                                      SHARED / "no_such.pth", time.monotonic() + 60, 0, 1, 0.0)
+    assert missing[0]["status"] == "failed" and "no YOLOX checkpoint" in missing[0]["error"]
