@@ -86,10 +86,12 @@ def test_device_preprocess_matches_numpy_on_real_frames(name):
     assert diff.max() <= 1.01 and diff.mean() < 0.5, (diff.max(), diff.mean())
 
 
-def test_device_preprocess_mixed_shapes_equal_one_by_one():
+@pytest.mark.parametrize("group_runs", [False, True], ids=["frame by frame (cpu)", "runs in one copy (cuda)"])
+def test_device_preprocess_mixed_shapes_equal_one_by_one(group_runs):
     images = [synthetic(720, 1280, 1), synthetic(720, 1280, 2), synthetic(540, 960, 3), synthetic(720, 1280, 4)]
     assert shape_runs(images) == [(0, 2), (2, 3), (3, 4)]
     prep = DevicePreprocessor(FASTDET_PREP, channels_last=True)
+    prep.group_runs = group_runs
     batch, lbs = prep(images, (384, 640))
     assert batch.is_contiguous(memory_format=torch.channels_last)
     for i, image in enumerate(images):
