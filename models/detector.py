@@ -1,7 +1,9 @@
 """``TorchDetector``: the pipeline's Detector protocol around any model of the registry.
 
-Preprocessing (letterbox from uint8, colour order, normalisation), the forward pass and
-decode + NMS all run on the model's device in torch; only the final boxes become numpy.
+Preprocessing (letterbox from uint8, colour order, normalisation: ``device_preprocess.py``),
+the forward pass and decode + NMS all run on the model's device in torch; only the uint8
+frames go in (pinned memory, non-blocking copies on CUDA) and only the final boxes of a
+whole batch come back, in one transfer.
 
     det = build_detector("mobilenetv2_s16")                          # a registered variant
     det = build_detector("yolox_nano:../shared/data/teachers/yolox_nano/yolox_nano.pth")
@@ -17,14 +19,14 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from pipeline.detector import Batch, Letterbox, frame_input_shape
 from pipeline.records import Detections
 
 from .checkpoint import CheckpointError, is_ours, load_state_strict, read_checkpoint, spec_of
-from .postprocess import PostprocessConfig, postprocess
+from .device_preprocess import DevicePreprocessor
+from .postprocess import PostprocessConfig, postprocess_packed
 from .registry import ModelSpec, build_model, list_variants, load_variant
 from .yolox import infer_yolox_size
 from .zoo import ZOO, fetch_weights
@@ -39,7 +41,7 @@ def letterbox_params(h: int, w: int, input_hw: tuple[int, int], mode: str) -> tu
 class TorchDetector:
     def __init__(self, model: nn.Module, spec: ModelSpec, device: str = "cpu",
                  post: PostprocessConfig = PostprocessConfig(), classes: Sequence[str] | None = None,
-                 half: bool = False, imgsz: int | None = None):
+                 half: bool = False, imgsz: int | None = None, channels_last: bool = False, nms: str = "auto"):
         """``imgsz``: the input's long side, the short side following each frame's aspect
         (``frame_input_shape``); None: the variant's fixed ``spec.input_size``."""
         self.imgsz = imgsz
@@ -47,6 +49,9 @@ class TorchDetector:
         if half and self.device.type != "cuda":
             raise ValueError(f"half=True needs a CUDA device, got {device!r}")
         self.dtype = torch.float16 if half else torch.float32
+        if self.device.type == "cuda":
+            # one input shape per detector: let cuDNN pick its fastest convolutions once
+            torch.backends.cudnn.benchmark = True
         self.model = model.to(self.device, self.dtype).eval()
         self.spec = spec
         self.post = post
@@ -60,11 +65,11 @@ class TorchDetector:
             selected = [names.index(c) for c in classes]
         self.class_names: tuple[str, ...] = tuple(names[i] for i in selected)
         self._selected = None if classes is None else torch.tensor(selected, device=self.device)
-        p = spec.preprocess
-        order = [2, 1, 0] if p.color == "rgb" else [0, 1, 2]  # frames are BGR
-        self._order = torch.tensor(order, device=self.device)
-        self._mean = torch.tensor(p.mean, device=self.device, dtype=torch.float32).view(1, 3, 1, 1)
-        self._std = torch.tensor(p.std, device=self.device, dtype=torch.float32).view(1, 3, 1, 1)
+        self.channels_last = channels_last
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.nms = nms
+        self._prep = DevicePreprocessor(spec.preprocess, self.device, self.dtype, channels_last)
 
     def input_shape(self, width: int, height: int) -> tuple[int, int]:
         """The (height, width) input for width x height frames."""
@@ -72,28 +77,19 @@ class TorchDetector:
             return self.spec.input_size
         return frame_input_shape(width, height, self.imgsz, 32)   # every family's input is a multiple of 32
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """The network input (H, W) when it does not follow the frame (``imgsz`` None), else the variant's default."""
+        return self.spec.input_size
+
+    @torch.inference_mode()
     def preprocess(self, images: Sequence[np.ndarray]) -> Batch:
         """BGR uint8 (H, W, 3) frames -> (B, 3, IH, IW) normalised tensor on the device + letterboxes."""
         if len(images) == 0 or getattr(images[0], "ndim", 0) != 3:
             raise ValueError("expected a non-empty list of (H, W, 3) uint8 BGR images")
-        ih, iw = self.input_shape(images[0].shape[1], images[0].shape[0])   # one shape per batch
-        p = self.spec.preprocess
-        canvas = torch.full((len(images), 3, ih, iw), float(p.pad_value), device=self.device)
-        boxes = []
-        for i, image in enumerate(images):
-            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-                raise ValueError(f"image {i}: expected (H, W, 3) uint8 BGR, got {image.shape} {image.dtype}")
-            h, w = image.shape[:2]
-            lb, nh, nw = letterbox_params(h, w, (ih, iw), p.letterbox)
-            t = torch.from_numpy(np.ascontiguousarray(image)).to(self.device)  # (h, w, 3) uint8
-            t = t.permute(2, 0, 1)[None].float()  # (1, 3, h, w)
-            if (nh, nw) != (h, w):
-                t = F.interpolate(t, size=(nh, nw), mode="bilinear", align_corners=False)
-            py, px = int(lb.pad_y), int(lb.pad_x)
-            canvas[i:i + 1, :, py:py + nh, px:px + nw] = t
-            boxes.append(lb)
-        canvas = (canvas[:, self._order] - self._mean) / self._std
-        return Batch(canvas.to(self.dtype), tuple(boxes))
+        shape = self.input_shape(images[0].shape[1], images[0].shape[0])   # one shape per batch
+        data, letterboxes = self._prep(images, shape)
+        return Batch(data, letterboxes)
 
     @torch.inference_mode()
     def infer(self, batch: Batch):
@@ -105,11 +101,17 @@ class TorchDetector:
         params, scores, priors = raw
         if self._selected is not None:
             scores = scores.index_select(2, self._selected)  # (B, N, C) -> (B, N, len(classes))
-        per_image = postprocess(params.float(), scores.float(), priors.float(), self.model.decode_boxes,
-                                tuple(batch.data.shape[2:]), self.post)
-        out = []
-        for (xyxy, score, cls), lb in zip(per_image, batch.letterboxes):
-            out.append(Detections(lb.to_image(xyxy.cpu().numpy()), score.cpu().numpy(), cls.cpu().numpy()))
+        input_hw = tuple(batch.data.shape[-2:])
+        xyxy, score, cls, img = postprocess_packed(params.float(), scores.float(), priors.float(),
+                                                   self.model.decode_boxes, input_hw, self.post, self.nms)
+        # one device -> host copy for the whole batch: (M, 7) = xyxy, score, class, image
+        rows = torch.cat((xyxy, score[:, None], cls[:, None].float(), img[:, None].float()), dim=1).cpu().numpy()
+        ends = np.searchsorted(rows[:, 6], np.arange(len(batch)), side="right")
+        out, start = [], 0
+        for i, lb in enumerate(batch.letterboxes):
+            r = rows[start:ends[i]]
+            start = ends[i]
+            out.append(Detections(lb.to_image(r[:, :4]), r[:, 4], r[:, 5].astype(np.int32)))
         return out
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
@@ -157,7 +159,8 @@ def _official_state(ckpt: object, path) -> dict:
 def build_detector(spec: str, device: str = "cpu", score_threshold: float = 0.3, nms_iou: float = 0.45,
                    max_detections: int = 100, classes: tuple[str, ...] | None = None,
                    half: bool = False, imgsz: int | None = None,
-                   input_size: tuple[int, int] | None = None) -> TorchDetector:
+                   input_size: tuple[int, int] | None = None, channels_last: bool = False,
+                   nms: str = "auto") -> TorchDetector:
     """``input_size`` (H, W) fixes the input and wins over ``imgsz`` (a one-line note when both are given)."""
     model_spec, state, source = resolve(spec)
     if input_size is not None:
@@ -169,7 +172,7 @@ def build_detector(spec: str, device: str = "cpu", score_threshold: float = 0.3,
     if state is not None:
         load_state_strict(model, state, source, model_spec.name)
     post = PostprocessConfig(score_threshold=score_threshold, nms_iou=nms_iou, max_detections=max_detections)
-    return TorchDetector(model, model_spec, device, post, classes, half, imgsz)
+    return TorchDetector(model, model_spec, device, post, classes, half, imgsz, channels_last, nms)
 
 
 __all__ = ["TorchDetector", "build_detector", "letterbox_params", "resolve", "ZOO"]

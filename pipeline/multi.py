@@ -46,7 +46,7 @@ class MultiRunner:
         for i in range(len(specs)):       # no stream's output may be any stream's input
             refuse_overwriting_inputs(output_flags(per_source_config(cfg, i, len(specs), specs[i])), specs)
         base = detector if detector is not None else build_detector(cfg.detector)
-        self.shared = SharedDetector(base, max_batch=max_batch or max(len(specs), 1))
+        self.shared = SharedDetector(base, max_batch=max_batch or max(len(specs), 1) * cfg.detector.batch)
         self.runners: list[Runner] = []
         try:
             for i, spec in enumerate(specs):

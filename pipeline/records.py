@@ -146,3 +146,18 @@ class Packet:
     batch: object = None
     raw: object = None
     detections: Detections | None = None
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class PacketGroup:
+    """Consecutive packets of one source run through the detector together
+    (``detector.batch`` > 1): one network batch for all of them."""
+
+    packets: tuple[Packet, ...]
+    batch: object = None
+    raw: object = None
+
+    @property
+    def frames(self) -> int:
+        """How many frames the group holds (stage times are recorded per frame)."""
+        return len(self.packets)

@@ -22,9 +22,9 @@ from .display import Preview, display_available
 from .onnx_detector import build_detector
 from .outputs import (JsonlWriter, MotWriter, OutputError, VideoWriter, draw_detections, draw_hud, probe_stats_json,
                       refuse_overwriting_inputs, write_stats_json)
-from .records import Packet
+from .records import Packet, PacketGroup
 from .sources import Source, open_source
-from .stages import END, Chain, StageSpec
+from .stages import END, Chain, Many, StageSpec
 from .stats import Stats
 
 
@@ -78,6 +78,8 @@ class Runner:
         if policy == "auto":
             policy = "drop_oldest" if self.source.live else "block"
         self.policy = policy
+        # Frames of a file are batched; a live source runs frame by frame (latency).
+        self.batch_size = cfg.detector.batch if policy == "block" else 1
         self.show = self._want_window()
         self.stages = self._build_stages()
         self.source.on_warning = lambda message: print(f"warning: {message}", file=self.log, flush=True)
@@ -125,7 +127,14 @@ class Runner:
         det = self.detector
         crops = build_crops(self.cfg.detector, det) if self.cfg.detector.crops else None
         self.planner = crops[1] if crops else None
-        if crops is None:
+        if crops is not None:
+            preprocess, inference, decode = self._crop_stages(*crops)
+            stages = [StageSpec("preprocess", preprocess),
+                      StageSpec("inference", inference, workers=getattr(det, "workers", 1)),
+                      StageSpec("decode", decode)]
+        elif self.batch_size > 1:
+            stages = self._batched_detector_stages(self.batch_size)
+        else:
             def preprocess(p: Packet) -> Packet:
                 return dataclasses.replace(p, batch=det.preprocess([p.frame.image]))
 
@@ -134,11 +143,10 @@ class Runner:
 
             def decode(p: Packet) -> Packet:
                 return dataclasses.replace(p, raw=None, batch=None, detections=det.postprocess(p.raw, p.batch)[0])
-        else:
-            preprocess, inference, decode = self._crop_stages(*crops)
 
-        stages = [StageSpec("preprocess", preprocess), StageSpec("inference", inference, workers=getattr(det, "workers", 1)),
-                  StageSpec("decode", decode)]
+            stages = [StageSpec("preprocess", preprocess),
+                      StageSpec("inference", inference, workers=getattr(det, "workers", 1)),
+                      StageSpec("decode", decode)]
         planner = self.planner
         if self.tracker is not None:
             tracker = self.tracker
@@ -189,6 +197,38 @@ class Runner:
             return dataclasses.replace(p, raw=None, batch=None, detections=merged)
 
         return preprocess, inference, decode
+
+    def _batched_detector_stages(self, size: int) -> list[StageSpec]:
+        """``detector.batch`` > 1: a ``batch`` stage gathers ``size`` consecutive packets into a
+        ``PacketGroup`` (the last, partial group at the end of the input), preprocess, inference
+        and decode each run once per group, and decode passes the packets on one by one, in order.
+        Stage times stay per frame (the chain divides a group's time by its frames)."""
+        det = self.detector
+        pending: list[Packet] = []
+
+        def gather(p: Packet) -> PacketGroup | None:
+            pending.append(p)
+            return flush() if len(pending) >= size else None
+
+        def flush() -> PacketGroup | None:
+            if not pending:
+                return None
+            group = PacketGroup(tuple(pending))
+            pending.clear()
+            return group
+
+        def preprocess(g: PacketGroup) -> PacketGroup:
+            return dataclasses.replace(g, batch=det.preprocess([p.frame.image for p in g.packets]))
+
+        def inference(g: PacketGroup) -> PacketGroup:
+            return dataclasses.replace(g, raw=det.infer(g.batch))
+
+        def decode(g: PacketGroup) -> Many:
+            dets = det.postprocess(g.raw, g.batch)
+            return Many(dataclasses.replace(p, detections=d) for p, d in zip(g.packets, dets))
+
+        return [StageSpec("batch", gather, flush=flush), StageSpec("preprocess", preprocess),
+                StageSpec("inference", inference, workers=getattr(det, "workers", 1)), StageSpec("decode", decode)]
 
     def _output(self, p: Packet) -> Any:
         frame, dets = p.frame, p.detections

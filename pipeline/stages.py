@@ -96,13 +96,25 @@ class StageError(RuntimeError):
         self.stage, self.error = stage, error
 
 
+class Many(tuple):
+    """A stage result that is several items, passed on one by one in this order
+    (a stage that splits a batch of frames back into frames)."""
+
+
 @dataclass
 class StageSpec:
-    """A stage: ``fn(item) -> item | None`` (None: nothing to pass on)."""
+    """A stage: ``fn(item) -> item | Many | None`` (None: nothing to pass on).
+
+    Time is recorded per frame: an item with a ``frames`` attribute (a batch of frames)
+    counts as that many.
+    """
 
     name: str
     fn: Callable[[Any], Any]
     close: Callable[[], None] | None = None   # called once when the stage ends, on every path
+    # Called once at the end of the input (not on errors or stop), before the end marker
+    # goes on: what it returns (None, an item or Many) is passed on, e.g. a partial batch.
+    flush: Callable[[], Any] | None = None
     # Threads running ``fn`` on consecutive items at once; outputs keep the input order.
     # For a stage whose work releases the GIL (onnxruntime, torch), on a CPU where one
     # call scales poorly over all cores.
@@ -245,20 +257,29 @@ class Chain:
                     self.fail(self.capture_name, e)
             out.put(END)
 
+    @staticmethod
+    def _put(outq: BoundedQueue, result: Any) -> None:
+        if isinstance(result, Many):
+            for r in result:
+                outq.put(r)
+        elif result is not None:
+            outq.put(result)
+
     def _run_worker(self, spec: StageSpec, inq: BoundedQueue, outq: BoundedQueue, shared: _Ordered) -> None:
         """One of a stage's ``spec.workers`` threads (usually the only one); results leave in input order."""
+        ended = False
         try:
             while True:
                 seq, item = shared.take(inq)
                 if item is END:
+                    ended = True
                     break
                 t0 = time.perf_counter()
                 result = spec.fn(item)
-                self.stats.record(spec.name, time.perf_counter() - t0)
+                self.stats.record(spec.name, time.perf_counter() - t0, getattr(item, "frames", 1))
                 shared.wait_turn(seq)
                 try:
-                    if result is not None:
-                        outq.put(result)
+                    self._put(outq, result)
                 finally:
                     shared.done(seq)
         except Stopped:
@@ -266,7 +287,15 @@ class Chain:
         except BaseException as e:
             self.fail(spec.name, e)
         finally:
-            if shared.worker_ended():       # the last one closes the stage and passes the end on
+            last = shared.worker_ended()
+            if last and ended and spec.flush is not None and not self.stop_event.is_set():
+                try:
+                    self._put(outq, spec.flush())
+                except Stopped:
+                    pass
+                except BaseException as e:
+                    self.fail(spec.name, e)
+            if last:                        # the last one closes the stage and passes the end on
                 if spec.close is not None:
                     try:
                         spec.close()

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from pipeline.stages import END, BoundedQueue, Chain, StageError, StageSpec, Stopped
+from pipeline.stages import END, BoundedQueue, Chain, Many, StageError, StageSpec, Stopped
 from pipeline.stats import Stats
 
 pytestmark = pytest.mark.timeout(30)
@@ -174,3 +174,63 @@ def test_paused_live_capture_drops_with_cause():
     chain.start()
     assert drain(chain) == []
     assert chain.stats.drops["paused"] == 20
+
+
+def test_many_results_and_flush_pass_on_in_order():
+    """A gathering stage: groups of 4, the partial last group from flush at the end, split again."""
+    pending = []
+
+    def gather(x):
+        pending.append(x)
+        if len(pending) == 4:
+            group = tuple(pending)
+            pending.clear()
+            return group
+        return None
+
+    def flush():
+        group = tuple(pending)
+        pending.clear()
+        return group or None
+
+    chain = Chain(range(10), [StageSpec("gather", gather, flush=flush), StageSpec("split", lambda g: Many(g))],
+                  Stats(), queue_size=2)
+    chain.start()
+    assert drain(chain) == list(range(10))
+    assert chain.join(5) == [] and chain.error is None
+
+
+@pytest.mark.parametrize("case", ["error upstream", "flush fails"])
+def test_flush_not_run_after_an_error_and_its_own_error_is_named(case):
+    flushed = []
+
+    def upstream(x):
+        if case == "error upstream" and x == 3:
+            raise ValueError("injected")
+        return x
+
+    def flush():
+        flushed.append(1)
+        if case == "flush fails":
+            raise RuntimeError("flush broke")
+        return None
+
+    chain = Chain(range(6), [StageSpec("a", upstream), StageSpec("gather", lambda x: None, flush=flush)],
+                  Stats(), queue_size=2)
+    chain.start()
+    drain(chain)
+    assert chain.join(5) == []
+    assert isinstance(chain.error, StageError)
+    assert (chain.error.stage, flushed) == (("a", []) if case == "error upstream" else ("gather", [1]))
+
+
+def test_group_items_are_timed_per_frame():
+    class Group:
+        frames = 4
+
+    stats = Stats()
+    chain = Chain([Group(), Group()], [StageSpec("infer", lambda g: (time.sleep(0.02), g)[1])], stats)
+    chain.start()
+    drain(chain)
+    assert stats.stage_count["infer"] == 8
+    assert max(stats.stage_time["infer"]) < 0.015     # 20 ms per group of 4 -> ~5 ms per frame
