@@ -19,6 +19,16 @@ _AHEAD_MAX_MISS = 1.5            # centre distance to the prediction, in predict
 
 
 class AssociationPasses:
+    def _classed(self, sim, t_idx, other_cls, gate: float, always: bool = False):
+        """``sim`` (tracks t_idx x others of class other_cls) with the class rules of
+        ``trackers/classes.py`` applied; unchanged when classes are not checked or
+        every track and detection has one class."""
+        if not (always or (self.config.class_consistent and self._mixed_classes)):
+            return sim
+        tr = self.tracks
+        return self.groups.similarity(sim, tr.cls[t_idx], tr.votes[t_idx], other_cls,
+                                      self.config.class_switch_cost, gate)
+
     def _match(self, track_boxes, t_idx, det_xyxy, d_idx, gate, t_free, d_free, pairs,
                max_size_ratio: float | None = None) -> None:
         """One gated assignment pass between tracks t_idx and detections d_idx (both free).
@@ -36,8 +46,7 @@ class AssociationPasses:
         sim = self._similarity(tb, db)
         if max_size_ratio is not None:
             sim = np.where(size_ratio_ok(tb, db, max_size_ratio), sim, -np.inf)
-        cls_t = self.tracks.cls[t_idx] if self.config.class_consistent and self._mixed_classes else None
-        found = assign(sim, gate, cls_t, self._det_cls[d_idx] if cls_t is not None else None)
+        found = assign(self._classed(sim, t_idx, self._det_cls[d_idx], gate), gate)
         if len(found):
             tt, dd = t_idx[found[:, 0]], d_idx[found[:, 1]]
             t_free[tt] = False
@@ -60,9 +69,8 @@ class AssociationPasses:
         dets = det_xyxy[d_idx]
         sim = np.maximum(centre_similarity(pred[t_idx], dets), centre_similarity(tr.z_obs[t_idx], dets))
         sim = np.where(size_ratio_ok(pred[t_idx], dets, c.centre_pass_max_size_ratio), sim, -np.inf)
-        cls_t = tr.cls[t_idx] if c.class_consistent and self._mixed_classes else None
-        found = assign(sim, c.centre_pass_min_similarity, cls_t,
-                       self._det_cls[d_idx] if cls_t is not None else None)
+        gate = c.centre_pass_min_similarity
+        found = assign(self._classed(sim, t_idx, self._det_cls[d_idx], gate), gate)
         if len(found):
             tt, dd = t_idx[found[:, 0]], d_idx[found[:, 1]]
             t_free[tt] = False
@@ -92,8 +100,9 @@ class AssociationPasses:
         sim = np.maximum(giou(pred[old], dets), giou(tr.z_obs[old], dets))
         if c.relink_motion_check:
             sim = self._relink_motion(sim, old, pred[old], dets, timestamp)
-        cls_pair = (tr.cls[old], tr.cls[ti[row]]) if self._mixed_classes else (None, None)
-        found = assign(sim, c.relink_min_giou, *cls_pair)
+        if self._mixed_classes:     # (checked even without class_consistent, as before groups)
+            sim = self._classed(sim, old, tr.cls[ti[row]], c.relink_min_giou, always=True)
+        found = assign(sim, c.relink_min_giou)
         if len(found):
             ti[row[found[:, 1]]] = old[found[:, 0]]      # the tentative track goes unmatched
             t_free[old[found[:, 0]]] = False
@@ -154,8 +163,8 @@ class AssociationPasses:
         S = tr.P[t_idx, 0][:, None, :] + r[None, :, None]                     # (T, D, 4)
         y = z[None, :, :] - tr.x[t_idx, None, :DIM]                           # (T, D, 4)
         d2 = (y * y / S).sum(axis=2)
-        cls_t = tr.cls[t_idx] if c.class_consistent and self._mixed_classes else None
-        found = assign(-d2, -c.mahalanobis_gate, cls_t, self._det_cls[d_idx] if cls_t is not None else None)
+        gate = -c.mahalanobis_gate
+        found = assign(self._classed(-d2, t_idx, self._det_cls[d_idx], gate), gate)
         if len(found):
             tt, dd = t_idx[found[:, 0]], d_idx[found[:, 1]]
             t_free[tt] = False

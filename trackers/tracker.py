@@ -26,12 +26,14 @@ from __future__ import annotations
 import bisect
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
 from pipeline.records import Detections
 
 from .association import SIMILARITIES, duplicate_free
+from .classes import ClassGroups, cast_votes, widen
 from .cmc import CameraMotion, warp_states
 from .config import TrackerConfig
 from .kalman import DIM, BoxKalman, state_box_to_xyxy, xyxy_to_state_box
@@ -72,11 +74,12 @@ def _one_class(a: np.ndarray, b: np.ndarray) -> bool:
 class _Tracks:
     """Struct of arrays for all live tracks (row i is one track)."""
 
-    FIELDS = ("id", "cls", "score", "hits", "confirmed", "t_obs", "z_obs", "x", "P", "x_obs", "P_obs")
+    FIELDS = ("id", "cls", "votes", "score", "hits", "confirmed", "t_obs", "z_obs", "x", "P", "x_obs", "P_obs")
 
     def __init__(self) -> None:
         self.id = np.zeros(0, np.int64)
-        self.cls = np.zeros(0, np.int32)
+        self.cls = np.zeros(0, np.int32)              # voted class (trackers/classes.py)
+        self.votes = np.zeros((0, 0), np.float32)     # (T, classes seen) score tallies
         self.score = np.zeros(0, np.float32)          # last detection score
         self.hits = np.zeros(0, np.int64)             # detections matched so far
         self.confirmed = np.zeros(0, bool)
@@ -115,9 +118,10 @@ class KalmanTracker(AssociationPasses):
     fallbacks) and counts (births, recoveries, relinks).
     """
 
-    def __init__(self, config: TrackerConfig | None = None) -> None:
+    def __init__(self, config: TrackerConfig | None = None, class_names: Sequence[str] | None = None) -> None:
         self.config = config if config is not None else TrackerConfig()
         c = self.config
+        self.groups = ClassGroups(c.class_groups, class_names)     # class_names None: COCO's
         self.kf = BoxKalman(c.box_param, c.meas_noise, c.accel_noise_pos, c.accel_noise_size, c.init_vel_std)
         self._similarity = SIMILARITIES[c.similarity]
         self.cmc = CameraMotion(c.cmc_max_width, c.cmc_max_corners, c.cmc_min_inliers) if c.cmc else None
@@ -217,6 +221,8 @@ class KalmanTracker(AssociationPasses):
             tr.x_obs[ti], tr.P_obs[ti] = x_new, P_new
             self.stats.recoveries += np.count_nonzero(gap)
             tr.hits[ti] += 1
+            if self.groups.enabled:       # (without groups no track sees a second class)
+                self._vote(ti, det_cls[di], det_score[di])
             tr.score[ti] = det_score[di]
             tr.t_obs[ti] = timestamp
             tr.z_obs[ti] = det_xyxy[di]
@@ -321,6 +327,13 @@ class KalmanTracker(AssociationPasses):
         new.id = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
         self._next_id += n
         new.cls = cls.astype(np.int32)
+        if self.groups.enabled:
+            width = max(self.tracks.votes.shape[1], int(cls.max()) + 1)
+            self.tracks.votes = widen(self.tracks.votes, width)
+            new.votes = np.zeros((n, width), np.float32)
+            new.votes[np.arange(n), new.cls] = score
+        else:
+            new.votes = np.zeros((n, self.tracks.votes.shape[1]), np.float32)
         new.score = score.astype(np.float32)
         new.hits = np.ones(n, np.int64)
         new.confirmed = np.full(n, self.config.min_hits <= 1)
@@ -346,16 +359,25 @@ class KalmanTracker(AssociationPasses):
         if c.emit_detection_box:
             boxes[li] = det_xyxy[d]
         score[li] = det_score[d]
+        det_class = np.full(len(rows), -1, np.int32)      # this frame's detector class; -1: coasted
+        det_class[li] = self._det_cls[d]
         coast = ~live
         if np.count_nonzero(coast):      # a degenerate predicted box is not emitted
             ok = live | ((boxes[:, 2] - boxes[:, 0] > 1.0) & (boxes[:, 3] - boxes[:, 1] > 1.0))
             if np.count_nonzero(ok) < len(ok):
-                rows, boxes, score, coast = rows[ok], boxes[ok], score[ok], coast[ok]
-        return Detections(boxes, score, tr.cls[rows], tr.id[rows], coast)
+                rows, boxes, score, coast, det_class = rows[ok], boxes[ok], score[ok], coast[ok], det_class[ok]
+        return Detections(boxes, score, tr.cls[rows], tr.id[rows], coast, det_class)
 
     def _newborn_output(self, n, xyxy, score, cls) -> Detections:
         ids = self.tracks.id[-n:]
-        return Detections(xyxy, score, cls, ids, np.zeros(n, bool))
+        return Detections(xyxy, score, cls, ids, np.zeros(n, bool), cls)
+
+    def _vote(self, rows: np.ndarray, cls: np.ndarray, score: np.ndarray) -> None:
+        """Matched detections vote for their track's class (``trackers/classes.py``)."""
+        tr = self.tracks
+        if len(cls) and int(cls.max()) >= tr.votes.shape[1]:
+            tr.votes = widen(tr.votes, int(cls.max()) + 1)
+        cast_votes(tr.votes, tr.cls, rows, cls, score)
 
     @staticmethod
     def _warp_xyxy(xyxy: np.ndarray, A: np.ndarray) -> np.ndarray:

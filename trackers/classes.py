@@ -1,0 +1,92 @@
+"""Class groups and class votes of KalmanTracker's tracks.
+
+Detectors flip between related classes from frame to frame (an SUV is a car,
+then a truck; a motorcycle becomes a bicycle).  With class groups:
+- association within a group crosses classes: the pair's similarity is lowered
+  by ``class_switch_cost * (1 - share of the detection's class in the track's
+  votes)``, but not below the pass's gate (the cost ranks candidates, it never
+  unmatches a lone one); across groups a pair is never matched (similarity -inf);
+- a track's class is the score-weighted vote of its detections: each matched
+  detection adds its score to its class's tally, and the track's class changes
+  only when another class's tally becomes strictly larger.
+
+Without groups (``class_groups: []``) only equal class ids match and no track
+ever sees a second class, so its class stays the one it was born with.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from pipeline.detector import COCO_NAMES
+
+
+class ClassGroups:
+    """Maps class ids to group keys (equal keys: same group) for one detector's class names."""
+
+    def __init__(self, groups: Sequence[Sequence[str]], class_names: Sequence[str] | None = None) -> None:
+        names = COCO_NAMES if class_names is None else tuple(class_names)
+        self.enabled = len(groups) > 0
+        index = {n.strip().lower(): g for g, group in enumerate(groups) for n in group}
+        self._n_groups = len(groups)
+        # a class in no group (or an id beyond the names) is a group of its own: n_groups + id
+        self._key = np.array([index.get(str(n).strip().lower(), self._n_groups + i) for i, n in enumerate(names)],
+                             np.int64)
+
+    def keys(self, cls: np.ndarray) -> np.ndarray:
+        """(N,) group key of each class id."""
+        n = len(self._key)
+        if n == 0:
+            return self._n_groups + cls.astype(np.int64)
+        inside = (cls >= 0) & (cls < n)
+        key = self._key[np.clip(cls, 0, n - 1)]
+        if np.count_nonzero(inside) < len(cls):
+            key = np.where(inside, key, self._n_groups + cls.astype(np.int64))
+        return key
+
+    def similarity(self, sim: np.ndarray, track_cls: np.ndarray, votes: np.ndarray, det_cls: np.ndarray,
+                   cost: float, gate: float) -> np.ndarray:
+        """(T, D) ``sim`` with class rules applied (see the module doc).
+
+        ``track_cls`` (T,) voted classes, ``votes`` (T, K) per-class tallies,
+        ``det_cls`` (D,) the detections' (or other tracks') classes. The cost
+        never takes a pair that passes ``gate`` below it: it only ranks, so a
+        lone object whose class flips keeps its track.
+        """
+        same = track_cls[:, None] == det_cls[None, :]
+        if not self.enabled:
+            return np.where(same, sim, -np.inf)
+        same_group = self.keys(track_cls)[:, None] == self.keys(det_cls)[None, :]
+        k = votes.shape[1]
+        known = det_cls < k
+        share = votes[:, np.minimum(det_cls, k - 1)] / np.maximum(votes.sum(axis=1), 1e-12)[:, None]
+        if np.count_nonzero(known) < len(det_cls):
+            share = np.where(known[None, :], share, 0.0)
+        paid = sim - cost * (1.0 - share)
+        paid = np.where(sim >= gate, np.maximum(paid, gate), paid)
+        other = np.where(same_group, paid, -np.inf)
+        return np.where(same, sim, other)
+
+
+def widen(votes: np.ndarray, n_classes: int) -> np.ndarray:
+    """``votes`` with at least ``n_classes`` columns (new ones zero)."""
+    if votes.shape[1] >= n_classes:
+        return votes
+    out = np.zeros((len(votes), n_classes), votes.dtype)
+    out[:, : votes.shape[1]] = votes
+    return out
+
+
+def cast_votes(votes: np.ndarray, cls: np.ndarray, rows: np.ndarray, det_cls: np.ndarray,
+               det_score: np.ndarray) -> None:
+    """Add each matched detection's score to its class on its track (rows unique), in place;
+    a track's class ``cls`` becomes the class with the largest tally (ties keep the current one)."""
+    votes[rows, det_cls] += det_score
+    flipped = det_cls != cls[rows]
+    if np.count_nonzero(flipped) == 0:     # every vote went to the class already leading
+        return
+    r = rows[flipped]
+    best = votes[r].argmax(axis=1)
+    turn = votes[r, best] > votes[r, cls[r]]
+    cls[r[turn]] = best[turn]
