@@ -155,6 +155,15 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     args.classes_list = [c.strip() for c in args.classes.split(",") if c.strip()]
+    try:
+        flips = [float(p) for p in args.class_flip.split(",") if p.strip()]
+    except ValueError:
+        print(f"error: --class-flip {args.class_flip!r}: give fractions in [0, 1], e.g. 0.1,0.2", file=sys.stderr)
+        return 2
+    if any(not 0.0 <= p <= 1.0 for p in flips) or (flips and "Car" not in args.classes_list):
+        print(f"error: --class-flip {args.class_flip!r}: needs fractions in [0, 1] and Car in --classes",
+              file=sys.stderr)
+        return 2
     seq_names = [s.strip() for s in args.seqs.split(",") if s.strip()] or kitti.list_sequences(root)
     requested = [t.strip() for t in args.trackers.split(",") if t.strip()]
     missing = {}
@@ -171,15 +180,6 @@ def main(argv=None) -> int:
     base = [kitti.load_sequence(root, s, args.classes_list, args.score_threshold) for s in seq_names]
     labels = {s: kitti.load_labels(root, s) for s in seq_names}
     ks = [int(k) for k in args.dropout_frames.split(",") if k.strip()]
-    try:
-        flips = [float(p) for p in args.class_flip.split(",") if p.strip()]
-    except ValueError:
-        print(f"error: --class-flip {args.class_flip!r}: give fractions in [0, 1], e.g. 0.1,0.2", file=sys.stderr)
-        return 2
-    if any(not 0.0 <= p <= 1.0 for p in flips) or (flips and "Car" not in args.classes_list):
-        print(f"error: --class-flip {args.class_flip!r}: needs fractions in [0, 1] and Car in --classes",
-              file=sys.stderr)
-        return 2
 
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
