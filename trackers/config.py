@@ -74,7 +74,7 @@ class TrackerConfig:
     # Higher: recovers more tracks after drift, risks wrong links.
     mahalanobis_gate: float = 0.0
     # Before a tentative track is confirmed (a new id), an unmatched confirmed
-    # track of the same class with GIoU >= relink_min_giou to that detection (by
+    # track of the same class (group) with GIoU >= relink_min_giou to that detection (by
     # predicted or last observed box) takes it over: a reappearing object keeps
     # its id. Lower: relinks after longer drifts, risks giving one car's id to another.
     relink: bool = True
@@ -99,7 +99,7 @@ class TrackerConfig:
     # Only match a detection to a track of the same class (group): with
     # class_groups, a detection may join a track of another class of the same
     # group (paying class_switch_cost), never one of another group; without
-    # groups, only a track of the same class id. False: classes are ignored.
+    # groups, only a track of the same class id. False: the passes ignore classes (relink still checks them).
     class_consistent: bool = True
     # Class groups by class name (case-insensitive; the detector's class names, or
     # COCO's when the tracker is given none). Detectors flip between the classes of

@@ -82,7 +82,7 @@ class AssociationPasses:
 
         A reappearing object often lands too far from its coasting track's
         prediction and starts a tentative track; before that track is confirmed
-        (a new id), an unmatched confirmed track of the same class whose
+        (a new id), an unmatched confirmed track of the same class (group) whose
         predicted or last observed box is near (GIoU >= relink_min_giou) takes
         the detection and the tentative track is dropped.  With
         ``relink_motion_check``, the track's predicted motion vetoes or admits

@@ -14,8 +14,8 @@ Per frame, in this order:
    from its last observation over interpolated virtual observations;
 7. lifecycle: tentative tracks that missed are removed, coasting tracks older
    than max_coast_seconds are removed, unmatched strong detections are born;
-8. output: confirmed tracks matched this frame (the detection's box, class and
-   score) and coasting ones (predicted box, ``coasted=True``, score decayed by
+8. output: confirmed tracks matched this frame (the detection's box and score,
+   the track's voted class, the detection's class as ``det_class``) and coasting ones (predicted box, ``coasted=True``, score decayed by
    ``coast_score_half_life_s``).
 
 Lifecycle: tentative -> confirmed (min_hits) -> coasting -> recovered -> removed.
@@ -109,10 +109,14 @@ class KalmanTracker(AssociationPasses):
     from 1 per instance, again after ``reset()``) and ``coasted`` set, boxes in
     image coordinates:
     - tracks matched this frame: the detection's box (or the filtered box when
-      ``emit_detection_box`` is off), class and score, ``coasted=False``;
+      ``emit_detection_box`` is off) and score, ``coasted=False``;
     - coasting tracks (no detection this frame, last one at most
       ``emit_coast_seconds`` ago): the predicted box, ``coasted=True``, the last
       detection score times 0.5 ** (coast time / ``coast_score_half_life_s``).
+    ``class_id`` is the track's class (the score-weighted vote of its
+    detections, ``trackers/classes.py``), ``det_class`` the class of this
+    frame's detection (-1 on coasted boxes). ``class_names`` name the class ids
+    for ``config.class_groups`` (None: COCO's, the default detector's).
     ``image`` (BGR uint8) is used only for camera-motion compensation and the
     frame extent. ``stats`` holds timings (µs per update, CMC ms per call and
     fallbacks) and counts (births, recoveries, relinks).
