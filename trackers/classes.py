@@ -47,26 +47,41 @@ class ClassGroups:
 
     def similarity(self, sim: np.ndarray, track_cls: np.ndarray, votes: np.ndarray, det_cls: np.ndarray,
                    cost: float, gate: float) -> np.ndarray:
-        """(T, D) ``sim`` with class rules applied (see the module doc).
+        """(T, D) ``sim`` with class rules applied (see the module doc); pairs below ``gate`` become -inf.
 
         ``track_cls`` (T,) voted classes, ``votes`` (T, K) per-class tallies,
         ``det_cls`` (D,) the detections' (or other tracks') classes. The cost
         never takes a pair that passes ``gate`` below it: it only ranks, so a
-        lone object whose class flips keeps its track.
+        lone object whose class flips keeps its track.  Only pairs at or above
+        the gate are looked at (a few per track), which keeps this cheaper than
+        comparing every pair's classes.
         """
-        same = track_cls[:, None] == det_cls[None, :]
-        if not self.enabled:
-            return np.where(same, sim, -np.inf)
-        same_group = self.keys(track_cls)[:, None] == self.keys(det_cls)[None, :]
-        k = votes.shape[1]
-        known = det_cls < k
-        share = votes[:, np.minimum(det_cls, k - 1)] / np.maximum(votes.sum(axis=1), 1e-12)[:, None]
-        if np.count_nonzero(known) < len(det_cls):
-            share = np.where(known[None, :], share, 0.0)
-        paid = sim - cost * (1.0 - share)
-        paid = np.where(sim >= gate, np.maximum(paid, gate), paid)
-        other = np.where(same_group, paid, -np.inf)
-        return np.where(same, sim, other)
+        r, c = np.nonzero(sim >= gate)
+        out = np.full(sim.shape, -np.inf)
+        if len(r) == 0:
+            return out
+        val = sim[r, c]
+        tc, dc = track_cls[r], det_cls[c]
+        diff = tc != dc
+        if np.count_nonzero(diff):
+            if not self.enabled:
+                keep = ~diff
+            else:
+                d = diff.nonzero()[0]
+                keep = ~diff
+                ok = self.keys(tc[d]) == self.keys(dc[d])
+                d = d[ok]
+                keep[d] = True
+                if len(d):
+                    v = votes[r[d]]                                     # (n, K)
+                    k = v.shape[1]
+                    cls = dc[d]
+                    share = np.where(cls < k, v[np.arange(len(d)), np.minimum(cls, k - 1)], 0.0)
+                    share = share / np.maximum(v.sum(axis=1), 1e-12)
+                    val[d] = np.maximum(val[d] - cost * (1.0 - share), gate)
+            r, c, val = r[keep], c[keep], val[keep]
+        out[r, c] = val
+        return out
 
 
 def widen(votes: np.ndarray, n_classes: int) -> np.ndarray:
