@@ -30,57 +30,54 @@ class ClassGroups:
         self.enabled = len(groups) > 0
         index = {n.strip().lower(): g for g, group in enumerate(groups) for n in group}
         self._n_groups = len(groups)
+        self.n_names = len(names)
         # a class in no group (or an id beyond the names) is a group of its own: n_groups + id
         self._key = np.array([index.get(str(n).strip().lower(), self._n_groups + i) for i, n in enumerate(names)],
                              np.int64)
 
+    def keys_known(self, cls: np.ndarray) -> tuple[np.ndarray, bool]:
+        """``keys(cls)`` and whether every id has a name (is below the number of names)."""
+        try:
+            return self._key[cls], True
+        except IndexError:
+            return self.keys(cls), False
+
     def keys(self, cls: np.ndarray) -> np.ndarray:
-        """(N,) group key of each class id."""
+        """(N,) group key of each class id (ids are >= 0, as every detector gives them)."""
         n = len(self._key)
-        if n == 0:
+        if len(cls) == 0 or n == 0:
             return self._n_groups + cls.astype(np.int64)
+        try:                       # (the usual case: one lookup; ids are >= 0)
+            return self._key[cls]
+        except IndexError:
+            pass
         inside = (cls >= 0) & (cls < n)
         key = self._key[np.clip(cls, 0, n - 1)]
         if np.count_nonzero(inside) < len(cls):
             key = np.where(inside, key, self._n_groups + cls.astype(np.int64))
         return key
 
-    def similarity(self, sim: np.ndarray, track_cls: np.ndarray, votes: np.ndarray, det_cls: np.ndarray,
-                   cost: float, gate: float) -> np.ndarray:
-        """(T, D) ``sim`` with class rules applied (see the module doc); pairs below ``gate`` become -inf.
+    @staticmethod
+    def penalise(sim: np.ndarray, gate: float, cross: np.ndarray, votes: np.ndarray, other_cls: np.ndarray,
+                 cost: float) -> np.ndarray:
+        """A copy of ``sim`` (T, D) with the class-switch cost on the ``cross`` pairs.
 
-        ``track_cls`` (T,) voted classes, ``votes`` (T, K) per-class tallies,
-        ``det_cls`` (D,) the detections' (or other tracks') classes. The cost
-        never takes a pair that passes ``gate`` below it: it only ranks, so a
-        lone object whose class flips keeps its track.  Only pairs at or above
-        the gate are looked at (a few per track), which keeps this cheaper than
-        comparing every pair's classes.
+        ``cross``: (T, D) pairs at or above ``gate``, of one group, whose
+        classes differ; ``votes`` (T, K) the tracks' class tallies,
+        ``other_cls`` (D,) the detections' (or other tracks')
+        classes. A pair pays ``cost * (1 - share of its class in the track's
+        votes)`` but never drops below ``gate``: the cost only ranks, so a lone
+        object whose class flips keeps its track.
         """
-        r, c = np.nonzero(sim >= gate)
-        out = np.full(sim.shape, -np.inf)
-        if len(r) == 0:
-            return out
-        val = sim[r, c]
-        tc, dc = track_cls[r], det_cls[c]
-        diff = tc != dc
-        if np.count_nonzero(diff):
-            if not self.enabled:
-                keep = ~diff
-            else:
-                d = diff.nonzero()[0]
-                keep = ~diff
-                ok = self.keys(tc[d]) == self.keys(dc[d])
-                d = d[ok]
-                keep[d] = True
-                if len(d):
-                    v = votes[r[d]]                                     # (n, K)
-                    k = v.shape[1]
-                    cls = dc[d]
-                    share = np.where(cls < k, v[np.arange(len(d)), np.minimum(cls, k - 1)], 0.0)
-                    share = share / np.maximum(v.sum(axis=1), 1e-12)
-                    val[d] = np.maximum(val[d] - cost * (1.0 - share), gate)
-            r, c, val = r[keep], c[keep], val[keep]
-        out[r, c] = val
+        flat = np.flatnonzero(cross)          # (a third of np.nonzero's cost on a 2-D mask)
+        r, c = np.divmod(flat, cross.shape[1])
+        oc = other_cls[c]
+        v = votes[r]                                            # (n, K)
+        k = v.shape[1]
+        share = np.where(oc < k, v[np.arange(len(r)), np.minimum(oc, k - 1)], 0.0)
+        share = share / np.maximum(v.sum(axis=1), 1e-12)
+        out = sim.copy()
+        out[r, c] = np.maximum(sim[r, c] - cost * (1.0 - share), gate)
         return out
 
 
@@ -97,7 +94,8 @@ def cast_votes(votes: np.ndarray, cls: np.ndarray, rows: np.ndarray, det_cls: np
                det_score: np.ndarray) -> None:
     """Add each matched detection's score to its class on its track (rows unique), in place;
     a track's class ``cls`` becomes the class with the largest tally (ties keep the current one)."""
-    votes[rows, det_cls] += det_score
+    flat = votes.reshape(-1)                     # (a view: votes is C-contiguous)
+    flat[rows * votes.shape[1] + det_cls] += det_score
     flipped = det_cls != cls[rows]
     if np.count_nonzero(flipped) == 0:     # every vote went to the class already leading
         return

@@ -19,15 +19,31 @@ _AHEAD_MAX_MISS = 1.5            # centre distance to the prediction, in predict
 
 
 class AssociationPasses:
-    def _classed(self, sim, t_idx, other_cls, gate: float, always: bool = False):
-        """``sim`` (tracks t_idx x others of class other_cls) with the class rules of
-        ``trackers/classes.py`` applied; unchanged when classes are not checked or
-        every track and detection has one class."""
-        if not (always or (self.config.class_consistent and self._mixed_classes)):
-            return sim
+    def _assign(self, sim, gate, t_idx, o_idx, o_tracks: bool = False):
+        """``assign`` between tracks t_idx and detections o_idx (tracks with ``o_tracks``, for
+        relink) with the class rules of ``trackers/classes.py``: never across groups, a cost
+        within a group.  Classes are not checked when every track and detection has one
+        class, nor in the passes when ``class_consistent`` is off (relink checks them still)."""
+        if not (self._mixed_classes and (o_tracks or self.config.class_consistent)):
+            return assign(sim, gate)
         tr = self.tracks
-        return self.groups.similarity(sim, tr.cls[t_idx], tr.votes[t_idx], other_cls,
-                                      self.config.class_switch_cost, gate)
+        o_cls, o_key = (tr.cls[o_idx], tr.gkey[o_idx]) if o_tracks else \
+            (self._det_cls[o_idx], self._det_key[o_idx])
+        valid = sim >= gate
+        valid &= tr.gkey[t_idx][:, None] == o_key[None, :]          # never across groups
+        found = assign(sim, gate, valid=valid)
+        if not (self.groups.enabled and len(found)):
+            return found
+        # Within a group another class pays a cost, which only lowers the pairs of
+        # differing classes: an assignment without such a pair stays optimal with
+        # the cost, so the cost is applied (and the assignment re-run) only when one was chosen.
+        t_cls = tr.cls[t_idx]
+        if np.count_nonzero(t_cls[found[:, 0]] != o_cls[found[:, 1]]) == 0:
+            return found
+        cross = t_cls[:, None] != o_cls[None, :]
+        cross &= valid
+        sim = self.groups.penalise(sim, gate, cross, tr.votes[t_idx], o_cls, self.config.class_switch_cost)
+        return assign(sim, gate, valid=valid)
 
     def _match(self, track_boxes, t_idx, det_xyxy, d_idx, gate, t_free, d_free, pairs,
                max_size_ratio: float | None = None) -> None:
@@ -46,7 +62,7 @@ class AssociationPasses:
         sim = self._similarity(tb, db)
         if max_size_ratio is not None:
             sim = np.where(size_ratio_ok(tb, db, max_size_ratio), sim, -np.inf)
-        found = assign(self._classed(sim, t_idx, self._det_cls[d_idx], gate), gate)
+        found = self._assign(sim, gate, t_idx, d_idx)
         if len(found):
             tt, dd = t_idx[found[:, 0]], d_idx[found[:, 1]]
             t_free[tt] = False
@@ -69,8 +85,7 @@ class AssociationPasses:
         dets = det_xyxy[d_idx]
         sim = np.maximum(centre_similarity(pred[t_idx], dets), centre_similarity(tr.z_obs[t_idx], dets))
         sim = np.where(size_ratio_ok(pred[t_idx], dets, c.centre_pass_max_size_ratio), sim, -np.inf)
-        gate = c.centre_pass_min_similarity
-        found = assign(self._classed(sim, t_idx, self._det_cls[d_idx], gate), gate)
+        found = self._assign(sim, c.centre_pass_min_similarity, t_idx, d_idx)
         if len(found):
             tt, dd = t_idx[found[:, 0]], d_idx[found[:, 1]]
             t_free[tt] = False
@@ -100,9 +115,7 @@ class AssociationPasses:
         sim = np.maximum(giou(pred[old], dets), giou(tr.z_obs[old], dets))
         if c.relink_motion_check:
             sim = self._relink_motion(sim, old, pred[old], dets, timestamp)
-        if self._mixed_classes:     # (checked even without class_consistent, as before groups)
-            sim = self._classed(sim, old, tr.cls[ti[row]], c.relink_min_giou, always=True)
-        found = assign(sim, c.relink_min_giou)
+        found = self._assign(sim, c.relink_min_giou, old, ti[row], o_tracks=True)
         if len(found):
             ti[row[found[:, 1]]] = old[found[:, 0]]      # the tentative track goes unmatched
             t_free[old[found[:, 0]]] = False
@@ -163,8 +176,7 @@ class AssociationPasses:
         S = tr.P[t_idx, 0][:, None, :] + r[None, :, None]                     # (T, D, 4)
         y = z[None, :, :] - tr.x[t_idx, None, :DIM]                           # (T, D, 4)
         d2 = (y * y / S).sum(axis=2)
-        gate = -c.mahalanobis_gate
-        found = assign(self._classed(-d2, t_idx, self._det_cls[d_idx], gate), gate)
+        found = self._assign(-d2, -c.mahalanobis_gate, t_idx, d_idx)
         if len(found):
             tt, dd = t_idx[found[:, 0]], d_idx[found[:, 1]]
             t_free[tt] = False

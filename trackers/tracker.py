@@ -74,12 +74,13 @@ def _one_class(a: np.ndarray, b: np.ndarray) -> bool:
 class _Tracks:
     """Struct of arrays for all live tracks (row i is one track)."""
 
-    FIELDS = ("id", "cls", "votes", "score", "hits", "confirmed", "t_obs", "z_obs", "x", "P", "x_obs", "P_obs")
+    FIELDS = ("id", "cls", "votes", "gkey", "score", "hits", "confirmed", "t_obs", "z_obs", "x", "P", "x_obs", "P_obs")
 
     def __init__(self) -> None:
         self.id = np.zeros(0, np.int64)
         self.cls = np.zeros(0, np.int32)              # voted class (trackers/classes.py)
         self.votes = np.zeros((0, 0), np.float32)     # (T, classes seen) score tallies
+        self.gkey = np.zeros(0, np.int64)             # class group key (fixed: votes stay in the group)
         self.score = np.zeros(0, np.float32)          # last detection score
         self.hits = np.zeros(0, np.int64)             # detections matched so far
         self.confirmed = np.zeros(0, bool)
@@ -170,6 +171,8 @@ class KalmanTracker(AssociationPasses):
         det_score, det_cls = detections.score, detections.class_id
         self._det_cls = det_cls
         self._mixed_classes = not _one_class(tr.cls, det_cls)   # else class checks are skipped
+        if self._mixed_classes:        # class group keys for this frame's association (trackers/classes.py)
+            self._det_key, self._det_named = self.groups.keys_known(det_cls)
         high = det_score >= c.high_score
         low = ~high & (det_score >= c.low_score)
         n_t = len(tr)
@@ -331,8 +334,9 @@ class KalmanTracker(AssociationPasses):
         new.id = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
         self._next_id += n
         new.cls = cls.astype(np.int32)
+        new.gkey = self.groups.keys(new.cls)
         if self.groups.enabled:
-            width = max(self.tracks.votes.shape[1], int(cls.max()) + 1)
+            width = max(self.tracks.votes.shape[1], self.groups.n_names, int(cls.max()) + 1)
             self.tracks.votes = widen(self.tracks.votes, width)
             new.votes = np.zeros((n, width), np.float32)
             new.votes[np.arange(n), new.cls] = score
@@ -377,9 +381,17 @@ class KalmanTracker(AssociationPasses):
         return Detections(xyxy, score, cls, ids, np.zeros(n, bool), cls)
 
     def _vote(self, rows: np.ndarray, cls: np.ndarray, score: np.ndarray) -> None:
-        """Matched detections vote for their track's class (``trackers/classes.py``)."""
+        """Matched detections vote for their track's class (``trackers/classes.py``).
+
+        Without mixed classes this frame every detection has its track's class
+        (already a column of the tallies), and no class can turn."""
         tr = self.tracks
-        if len(cls) and int(cls.max()) >= tr.votes.shape[1]:
+        if not self._mixed_classes:
+            col = tr.votes[:, int(cls[0])]        # a view: one class for all (cheaper than 2-D indexing)
+            col[rows] += score
+            return
+        # (the tallies have a column per class name; only an id beyond the names widens them)
+        if not self._det_named and int(cls.max()) >= tr.votes.shape[1]:
             tr.votes = widen(tr.votes, int(cls.max()) + 1)
         cast_votes(tr.votes, tr.cls, rows, cls, score)
 
