@@ -40,6 +40,7 @@ class AssociationPasses:
         t_cls = tr.cls[t_idx]
         if np.count_nonzero(t_cls[found[:, 0]] != o_cls[found[:, 1]]) == 0:
             return found
+        self._cross_class = True        # (a track may take another class's vote this frame)
         cross = t_cls[:, None] != o_cls[None, :]
         cross &= valid
         sim = self.groups.penalise(sim, gate, cross, tr.votes[t_idx], o_cls, self.config.class_switch_cost)

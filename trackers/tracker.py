@@ -171,6 +171,7 @@ class KalmanTracker(AssociationPasses):
         det_score, det_cls = detections.score, detections.class_id
         self._det_cls = det_cls
         self._mixed_classes = not _one_class(tr.cls, det_cls)   # else class checks are skipped
+        self._cross_class = not c.class_consistent     # set by the passes when a pair of two classes matches
         if self._mixed_classes:        # class group keys for this frame's association (trackers/classes.py)
             self._det_key, self._det_named = self.groups.keys_known(det_cls)
         high = det_score >= c.high_score
@@ -367,8 +368,11 @@ class KalmanTracker(AssociationPasses):
         if c.emit_detection_box:
             boxes[li] = det_xyxy[d]
         score[li] = det_score[d]
-        det_class = np.full(len(rows), -1, np.int32)      # this frame's detector class; -1: coasted
-        det_class[li] = self._det_cls[d]
+        if len(li) == len(rows):                          # this frame's detector class; -1: coasted
+            det_class = self._det_cls[d]
+        else:
+            det_class = np.full(len(rows), -1, np.int32)
+            det_class[li] = self._det_cls[d]
         coast = ~live
         if np.count_nonzero(coast):      # a degenerate predicted box is not emitted
             ok = live | ((boxes[:, 2] - boxes[:, 0] > 1.0) & (boxes[:, 3] - boxes[:, 1] > 1.0))
@@ -389,6 +393,9 @@ class KalmanTracker(AssociationPasses):
         if not self._mixed_classes:
             col = tr.votes[:, int(cls[0])]        # a view: one class for all (cheaper than 2-D indexing)
             col[rows] += score
+            return
+        if not self._cross_class:             # every detection went to a track of its class
+            tr.votes.reshape(-1)[rows * tr.votes.shape[1] + cls] += score
             return
         # (the tallies have a column per class name; only an id beyond the names widens them)
         if not self._det_named and int(cls.max()) >= tr.votes.shape[1]:
