@@ -14,7 +14,8 @@ run every frame, as with a real detector).  Reports per scene the median over
 repeats of: each tracker's median µs per update and the median of the
 per-frame time ratios (ours / baseline).
 
-    python bench/bench_tracker_ab.py --baseline ../main [--tracks 50] [--frames 400] [--repeats 3] [--json OUT]
+    python bench/bench_tracker_ab.py --baseline ../main [--tracks 50] [--frames 400] [--repeats 3]
+        [--set KEY=VALUE ...] [--json OUT]
 """
 from __future__ import annotations
 
@@ -65,8 +66,8 @@ def load_baseline(path: Path, tmp: Path):
     return importlib.import_module("trackers_baseline")
 
 
-def race(base, ours, frames: list[Detections]) -> tuple[float, float, float]:
-    a, b = base.KalmanTracker(base.TrackerConfig()), ours.KalmanTracker(ours.TrackerConfig())
+def race(base, ours, frames: list[Detections], ours_cfg) -> tuple[float, float, float]:
+    a, b = base.KalmanTracker(base.TrackerConfig()), ours.KalmanTracker(ours_cfg)
     ta, tb = [], []
     for f, d in enumerate(frames):
         order = ((a, ta), (b, tb)) if f % 2 else ((b, tb), (a, ta))
@@ -84,9 +85,20 @@ def main(argv=None) -> int:
     ap.add_argument("--tracks", type=int, default=50)
     ap.add_argument("--frames", type=int, default=400)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one field of our tracker's config (e.g. class_groups=[])")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
+    import yaml
+
     import trackers as ours
+    from pipeline.configtools import ConfigError, from_mapping
+    try:
+        ours_cfg = from_mapping(ours.TrackerConfig, {k: yaml.safe_load(v) for k, _, v in
+                                                     (kv.partition("=") for kv in args.set)}, "tracker")
+    except ConfigError as e:
+        print(f"error: --set: {e}", file=sys.stderr)
+        return 2
     results, rows = {}, []
     with tempfile.TemporaryDirectory() as tmp:
         base = load_baseline(Path(args.baseline).resolve(), Path(tmp))
@@ -94,7 +106,7 @@ def main(argv=None) -> int:
             runs = []
             for rep in range(args.repeats):
                 frames = (scene if name == "one class" else car_truck)(args.tracks, args.frames, seed=rep)
-                runs.append(race(base, ours, frames))
+                runs.append(race(base, ours, frames, ours_cfg))
             med = [statistics.median(r[i] for r in runs) for i in range(3)]
             results[name] = {"baseline_median_us": med[0], "ours_median_us": med[1], "ratio": med[2],
                              "runs": [dict(zip(("baseline_us", "ours_us", "ratio"), r)) for r in runs]}
