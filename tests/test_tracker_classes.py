@@ -55,6 +55,8 @@ ONE_OBJECT_CASES = [
     ("votes_turn_after_10_truck_frames", [CAR] * 3 + [TRUCK] * 10, {}, {1}, TRUCK),
     ("bus_flip_within_vehicles", [BUS] * 4 + [CAR] + [BUS] * 3, {}, {1}, BUS),
     ("motorcycle_bicycle_two_wheelers", [MOTO] * 3 + [BICYCLE] * 2 + [MOTO] * 2, {}, {1}, MOTO),
+    # classes not checked: any class joins, an id beyond the class names widens the tallies
+    ("class_consistent_off_unnamed_id_votes", [CAR] * 3 + [90] * 10, {"class_consistent": False}, {1}, 90),
     # old behaviour (groups off): the truck detection cannot join, a new id is born
     ("groups_off_car_then_truck_new_id", [CAR] * 3 + [TRUCK] * 3, {"class_groups": ()}, {1, 2}, TRUCK),
 ]

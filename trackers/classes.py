@@ -103,3 +103,37 @@ def cast_votes(votes: np.ndarray, cls: np.ndarray, rows: np.ndarray, det_cls: np
     best = votes[r].argmax(axis=1)
     turn = votes[r, best] > votes[r, cls[r]]
     cls[r[turn]] = best[turn]
+
+
+def add_votes(votes: np.ndarray, cls: np.ndarray, rows: np.ndarray, det_cls: np.ndarray, det_score: np.ndarray,
+              mixed: bool, cross: bool, unnamed: bool) -> np.ndarray:
+    """Matched detections vote for their track's class (``cast_votes``); returns the tallies
+    (a new array only when widened).
+
+    The caller's knowledge of the frame picks the cheapest way: not ``mixed``
+    (one class for every track and detection: a column add, no class can turn);
+    no ``cross`` pair matched (every detection joined a track of its class: no
+    class can turn); ``unnamed`` (a class id beyond the class names: the
+    tallies may need more columns).
+    """
+    if not mixed:
+        col = votes[:, int(det_cls[0])]        # a view (cheaper than 2-D indexing)
+        col[rows] += det_score
+        return votes
+    if not cross:
+        votes.reshape(-1)[rows * votes.shape[1] + det_cls] += det_score
+        return votes
+    if unnamed and int(det_cls.max()) >= votes.shape[1]:
+        votes = widen(votes, int(det_cls.max()) + 1)
+    cast_votes(votes, cls, rows, det_cls, det_score)
+    return votes
+
+
+def born_votes(votes: np.ndarray, n_names: int, cls: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(the live tracks' tallies, widened if needed; the new tracks' tallies: their detection's score).
+
+    Tallies have a column per class name (ids beyond the names add columns)."""
+    width = max(votes.shape[1], n_names, int(cls.max()) + 1)
+    new = np.zeros((len(cls), width), np.float32)
+    new[np.arange(len(cls)), cls] = score
+    return widen(votes, width), new

@@ -15,8 +15,8 @@ Per frame, in this order:
 7. lifecycle: tentative tracks that missed are removed, coasting tracks older
    than max_coast_seconds are removed, unmatched strong detections are born;
 8. output: confirmed tracks matched this frame (the detection's box and score,
-   the track's voted class, the detection's class as ``det_class``) and coasting ones (predicted box, ``coasted=True``, score decayed by
-   ``coast_score_half_life_s``).
+   the track's voted class, the detection's as ``det_class``) and coasting
+   ones (predicted box, ``coasted=True``, score decayed by ``coast_score_half_life_s``).
 
 Lifecycle: tentative -> confirmed (min_hits) -> coasting -> recovered -> removed.
 All track state lives in arrays, so cost grows slowly with the track count.
@@ -33,7 +33,7 @@ import numpy as np
 from pipeline.records import Detections
 
 from .association import SIMILARITIES, duplicate_free
-from .classes import ClassGroups, cast_votes, widen
+from .classes import ClassGroups, add_votes, born_votes
 from .cmc import CameraMotion, warp_states
 from .config import TrackerConfig
 from .kalman import DIM, BoxKalman, state_box_to_xyxy, xyxy_to_state_box
@@ -230,7 +230,8 @@ class KalmanTracker(AssociationPasses):
             self.stats.recoveries += np.count_nonzero(gap)
             tr.hits[ti] += 1
             if self.groups.enabled:       # (without groups no track sees a second class)
-                self._vote(ti, det_cls[di], det_score[di])
+                tr.votes = add_votes(tr.votes, tr.cls, ti, det_cls[di], det_score[di], self._mixed_classes,
+                                     self._cross_class, self._mixed_classes and not self._det_named)
             tr.score[ti] = det_score[di]
             tr.t_obs[ti] = timestamp
             tr.z_obs[ti] = det_xyxy[di]
@@ -337,10 +338,7 @@ class KalmanTracker(AssociationPasses):
         new.cls = cls.astype(np.int32)
         new.gkey = self.groups.keys(new.cls)
         if self.groups.enabled:
-            width = max(self.tracks.votes.shape[1], self.groups.n_names, int(cls.max()) + 1)
-            self.tracks.votes = widen(self.tracks.votes, width)
-            new.votes = np.zeros((n, width), np.float32)
-            new.votes[np.arange(n), new.cls] = score
+            self.tracks.votes, new.votes = born_votes(self.tracks.votes, self.groups.n_names, new.cls, score)
         else:
             new.votes = np.zeros((n, self.tracks.votes.shape[1]), np.float32)
         new.score = score.astype(np.float32)
@@ -383,24 +381,6 @@ class KalmanTracker(AssociationPasses):
     def _newborn_output(self, n, xyxy, score, cls) -> Detections:
         ids = self.tracks.id[-n:]
         return Detections(xyxy, score, cls, ids, np.zeros(n, bool), cls)
-
-    def _vote(self, rows: np.ndarray, cls: np.ndarray, score: np.ndarray) -> None:
-        """Matched detections vote for their track's class (``trackers/classes.py``).
-
-        Without mixed classes this frame every detection has its track's class
-        (already a column of the tallies), and no class can turn."""
-        tr = self.tracks
-        if not self._mixed_classes:
-            col = tr.votes[:, int(cls[0])]        # a view: one class for all (cheaper than 2-D indexing)
-            col[rows] += score
-            return
-        if not self._cross_class:             # every detection went to a track of its class
-            tr.votes.reshape(-1)[rows * tr.votes.shape[1] + cls] += score
-            return
-        # (the tallies have a column per class name; only an id beyond the names widens them)
-        if not self._det_named and int(cls.max()) >= tr.votes.shape[1]:
-            tr.votes = widen(tr.votes, int(cls.max()) + 1)
-        cast_votes(tr.votes, tr.cls, rows, cls, score)
 
     @staticmethod
     def _warp_xyxy(xyxy: np.ndarray, A: np.ndarray) -> np.ndarray:
