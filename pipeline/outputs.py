@@ -297,7 +297,12 @@ class VideoWriter:
 
 
 class JsonlWriter:
-    """One JSON object per frame and line: index, timestamp, boxes."""
+    """One JSON object per frame and line: index, timestamp, boxes.
+
+    A box's ``class`` is the track's (voted) class after a tracker; ``det_class``
+    (and ``det_class_id``) is the class the detector gave the box this frame,
+    null on coasted boxes; both keys only where a tracker ran.
+    """
 
     def __init__(self, path: str, class_names: Sequence[str]):
         self.path = path
@@ -317,6 +322,10 @@ class JsonlWriter:
                 "track_id": int(dets.track_id[i]) if dets.track_id is not None else None,
                 "coasted": bool(dets.coasted[i]) if dets.coasted is not None else False,
             }
+            if dets.det_class is not None:     # after a tracker: this frame's detector class (null: coasted)
+                dc = int(dets.det_class[i])
+                box["det_class_id"] = dc if dc >= 0 else None
+                box["det_class"] = (self.class_names[dc] if dc < len(self.class_names) else str(dc)) if dc >= 0 else None
             boxes.append(box)
         line = json.dumps({"index": frame.index, "timestamp": round(frame.timestamp, 6),
                            "source": frame.source, "boxes": boxes})

@@ -41,7 +41,8 @@ class Frame:
         return int(self.image.shape[1])
 
 
-_COLUMNS = (("score", np.float32), ("class_id", np.int32), ("track_id", np.int64), ("coasted", np.bool_))
+_COLUMNS = (("score", np.float32), ("class_id", np.int32), ("track_id", np.int64), ("coasted", np.bool_),
+            ("det_class", np.int32))
 _REQUIRED = ("score", "class_id")
 
 
@@ -56,10 +57,13 @@ class Detections:
 
     xyxy:     (N, 4) float32, x1 y1 x2 y2.
     score:    (N,) float32 in [0, 1].
-    class_id: (N,) int32, index into the detector's class names.
+    class_id: (N,) int32, index into the detector's class names (after a
+              tracker: the track's class, the vote of its detections).
     track_id: (N,) int64 or None when no tracker ran.
     coasted:  (N,) bool or None; True where the box is a tracker prediction
               with no detection behind it this frame.
+    det_class: (N,) int32 or None; after a tracker, the detector's class of
+              the box matched this frame (-1 where coasted).
     """
 
     xyxy: np.ndarray
@@ -67,6 +71,7 @@ class Detections:
     class_id: np.ndarray
     track_id: np.ndarray | None = None
     coasted: np.ndarray | None = None
+    det_class: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         # (runs for every record of every frame: reshape and checks only where needed)
@@ -91,7 +96,7 @@ class Detections:
     @classmethod
     def empty(cls, tracked: bool = False) -> "Detections":
         if tracked:
-            return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, bool))
+            return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, bool), np.zeros(0))
         return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0))
 
     def __len__(self) -> int:
@@ -111,6 +116,7 @@ class Detections:
             self.class_id[index],
             None if self.track_id is None else self.track_id[index],
             None if self.coasted is None else self.coasted[index],
+            None if self.det_class is None else self.det_class[index],
         )
 
     def with_tracks(self, track_id: np.ndarray, coasted: np.ndarray | None = None) -> "Detections":
@@ -124,12 +130,14 @@ class Detections:
         if not parts:
             return Detections.empty()
         tracked = all(p.tracked for p in parts)
+        with_det_class = all(p.det_class is not None for p in parts)
         return Detections(
             np.concatenate([p.xyxy for p in parts]),
             np.concatenate([p.score for p in parts]),
             np.concatenate([p.class_id for p in parts]),
             np.concatenate([p.track_id for p in parts]) if tracked else None,
             np.concatenate([p.coasted for p in parts]) if tracked else None,
+            np.concatenate([p.det_class for p in parts]) if with_det_class else None,
         )
 
 

@@ -28,13 +28,14 @@ from .stages import END, Chain, Many, StageSpec
 from .stats import Stats
 
 
-def build_tracker(cfg: AppConfig):
-    """The configured tracker, or None when tracking is off."""
+def build_tracker(cfg: AppConfig, class_names=None):
+    """The configured tracker, or None when tracking is off; ``class_names``: the
+    detector's (the tracker's class groups are by name; None: COCO's)."""
     if not cfg.pipeline.track:
         return None
     from trackers import KalmanTracker
 
-    return KalmanTracker(cfg.tracker)
+    return KalmanTracker(cfg.tracker, class_names)
 
 
 class Terminated(KeyboardInterrupt):
@@ -68,7 +69,7 @@ class Runner:
         self.progress = None
         try:
             self.detector = detector if detector is not None else build_detector(cfg.detector)
-            self.tracker = tracker if tracker is not None else build_tracker(cfg)
+            self.tracker = tracker if tracker is not None else build_tracker(cfg, self.detector.class_names)
             self._open_outputs()
         except BaseException:
             self._close_outputs()

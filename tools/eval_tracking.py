@@ -3,7 +3,7 @@
     python tools/eval_tracking.py --kitti-root ../shared/data/kitti_tracking \
         [--seqs 0000,0003] [--classes Car,Pedestrian] \
         [--trackers ours,ours-with-coasted,sv-bytetrack,norfair,boxmot-ocsort,boxmot-bytetrack] \
-        [--dropout-frames 2,5,10,15 --dropout-fraction 0.3 --seed 0] [--json OUT] \
+        [--dropout-frames 2,5,10,15 --dropout-fraction 0.3 --seed 0] [--class-flip 0.1,0.2,0.3] [--json OUT] \
         [--tracker-config configs/tracker.yaml] [--set key=value ...] [--explain-idsw [all]]
 
 Every tracker gets the same detections: PointRCNN boxes with raw score >=
@@ -17,6 +17,11 @@ the 16 sequences: every coasted-emission horizon from 0.1 s to 1.5 s lowered
 HOTA (most coasted boxes fall where KITTI has no labelled object: cars gone
 out of view, fully occluded, or detector false positives), so the headline
 row leaves them out; keeping the id through the gap is what counts for IDSW.
+``--class-flip P[,P...]`` (seeded by --seed): a fraction P of the Car
+detections on ground-truth Car tracks is relabelled Van or Truck (the detector
+changing its mind about the class); every vehicle-group output (Car, Van,
+Truck) is scored as Car, so a track that keeps its id through the flips scores
+as if nothing happened.
 ``--explain-idsw`` classifies each of ours' ID switches by cause (see
 ``trackers/eval/idsw.py``) and prints the counts per setting; ``all`` also
 lists every switch with sequence and frame.
@@ -64,6 +69,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--dropout-frames", default="", help="K values, e.g. 2,5,10,15 (frames at 10 fps)")
     ap.add_argument("--dropout-fraction", type=float, default=0.3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--class-flip", default="", help="fractions P, e.g. 0.1,0.2,0.3: Car detections relabelled")
     ap.add_argument("--tracker-config", type=Path, default=None, help="YAML for ours (default: TrackerConfig())")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one ours field")
     ap.add_argument("--json", type=Path, default=None)
@@ -90,7 +96,8 @@ def run_tracker(name: str, seqs: list[kitti.Sequence], cfg: TrackerConfig, class
     lines, seconds, calls = {}, 0.0, 0
     for seq in seqs:
         base = "ours" if name.startswith("ours") else name
-        tracker = peers.make(base, kitti.KITTI_FPS, cfg, emit_coasted=(name == "ours-with-coasted"))
+        tracker = peers.make(base, kitti.KITTI_FPS, cfg, emit_coasted=(name == "ours-with-coasted"),
+                             class_names=kitti.TRACKER_CLASS_NAMES)
         log = logs.setdefault(seq.name, idsw.TrackLog()) if logs is not None else None
         out_lines = []
         for f, dets in enumerate(seq.dets):
@@ -148,6 +155,15 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     args.classes_list = [c.strip() for c in args.classes.split(",") if c.strip()]
+    try:
+        flips = [float(p) for p in args.class_flip.split(",") if p.strip()]
+    except ValueError:
+        print(f"error: --class-flip {args.class_flip!r}: give fractions in [0, 1], e.g. 0.1,0.2", file=sys.stderr)
+        return 2
+    if any(not 0.0 <= p <= 1.0 for p in flips) or (flips and "Car" not in args.classes_list):
+        print(f"error: --class-flip {args.class_flip!r}: needs fractions in [0, 1] and Car in --classes",
+              file=sys.stderr)
+        return 2
     seq_names = [s.strip() for s in args.seqs.split(",") if s.strip()] or kitti.list_sequences(root)
     requested = [t.strip() for t in args.trackers.split(",") if t.strip()]
     missing = {}
@@ -159,6 +175,8 @@ def main(argv=None) -> int:
         print(f"skipping {t}: {why}", file=sys.stderr)
     cfg = ours_config(args)
     class_names = {kitti.CLASS_IDS[c]: c for c in args.classes_list}
+    if "Car" in args.classes_list:      # relabelled vehicles (--class-flip) are scored as Car
+        class_names.update({i: "Car" for i in kitti.FLIP_CLASS_IDS.values()})
     base = [kitti.load_sequence(root, s, args.classes_list, args.score_threshold) for s in seq_names]
     labels = {s: kitti.load_labels(root, s) for s in seq_names}
     ks = [int(k) for k in args.dropout_frames.split(",") if k.strip()]
@@ -176,6 +194,18 @@ def main(argv=None) -> int:
                 seqs.append(d)
                 removed[k] += n
             results[f"K={k}"] = evaluate_setting(f"K{k}", seqs, names, cfg, args, work, class_names, gt)
+        flipped = {}
+        for p in flips:
+            if p == 0:              # nothing relabelled: the clean run
+                flipped[p] = 0
+                continue
+            seqs = []
+            flipped[p] = 0
+            for s in base:
+                d, n = kitti.apply_class_flip(s, labels[s.name], p, args.seed)
+                seqs.append(d)
+                flipped[p] += n
+            results[f"flip={p:g}"] = evaluate_setting(f"flip{p:g}", seqs, names, cfg, args, work, class_names, gt)
 
     report = {
         "command": "python " + " ".join(shlex.quote(a) for a in ([sys.argv[0]] + (argv or sys.argv[1:]))),
@@ -183,11 +213,14 @@ def main(argv=None) -> int:
         "sequences": seq_names, "classes": args.classes_list, "score_threshold_raw": args.score_threshold,
         "dropout": {"fraction": args.dropout_fraction, "seed": args.seed, "frames": ks,
                     "detections_removed": removed},
+        "class_flip": {"fractions": flips, "seed": args.seed, "detections_relabelled": {f"{p:g}": n for p, n in flipped.items()}},
         "ours_config": to_mapping(cfg),
         "missing_trackers": missing,
         "trackers": {name: {"clean": results["clean"][name]["metrics"],
                             "us_per_update_kitti": results["clean"][name]["us_per_update_kitti"],
-                            "dropout": {k: results[k][name]["metrics"] for k in results if k != "clean"},
+                            "dropout": {k: results[k][name]["metrics"] for k in results if k.startswith("K=")},
+                            "class_flip": {k.partition("=")[2]: results[k][name]["metrics"]
+                                           for k in results if k.startswith("flip=")},
                             **({"idsw_causes": {k: r[name]["idsw_causes"] for k, r in results.items()}}
                                if "idsw_causes" in results["clean"][name] else {})}
                      for name in names},
@@ -200,6 +233,13 @@ def main(argv=None) -> int:
         cls = args.classes_list[0].lower()
         cells = {n: [results[f"K={k}"][n]["metrics"][cls] for k in ks] for n in names}
         print(markdown_table(["tracker"] + [f"K={k}" for k in ks],
+                             [[n] + [f"{c['HOTA']:.2f} / {c['IDF1']:.2f} / {c['IDSW']}" for c in cells[n]]
+                              for n in names]))
+    if flips:
+        print("\n### class flip (Car detections relabelled Van/Truck, scored as Car): HOTA / IDF1 / IDSW\n")
+        cells = {n: [results["clean" if p == 0 else f"flip={p:g}"][n]["metrics"]["car"] for p in flips]
+                 for n in names}
+        print(markdown_table(["tracker"] + [f"P={p:g}" for p in flips],
                              [[n] + [f"{c['HOTA']:.2f} / {c['IDF1']:.2f} / {c['IDSW']}" for c in cells[n]]
                               for n in names]))
     if missing:

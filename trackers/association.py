@@ -79,18 +79,21 @@ def _pairs(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 
 def assign(sim: np.ndarray, gate: float, track_cls: np.ndarray | None = None,
-           det_cls: np.ndarray | None = None) -> np.ndarray:
+           det_cls: np.ndarray | None = None, valid: np.ndarray | None = None) -> np.ndarray:
     """Hungarian assignment on similarity (T, D); returns (K, 2) [track, det] pairs.
 
     Pairs with similarity < gate, or (when classes are given) of different
     class, are never returned; they are also made unattractive before the
-    assignment so they cannot displace a valid pair.
+    assignment so they cannot displace a valid pair.  ``valid``: the (T, D)
+    mask of allowed pairs when the caller has it already (then the gate and
+    classes are not looked at again).
     """
     if sim.size == 0:
         return _EMPTY_PAIRS
-    valid = sim >= gate
-    if track_cls is not None and det_cls is not None:
-        valid &= track_cls[:, None] == det_cls[None, :]
+    if valid is None:
+        valid = sim >= gate
+        if track_cls is not None and det_cls is not None:
+            valid &= track_cls[:, None] == det_cls[None, :]
     if not np.count_nonzero(valid):
         return _EMPTY_PAIRS
     if sim.size <= _SMALL:   # the solver alone is cheaper than finding lone pairs

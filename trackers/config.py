@@ -74,7 +74,7 @@ class TrackerConfig:
     # Higher: recovers more tracks after drift, risks wrong links.
     mahalanobis_gate: float = 0.0
     # Before a tentative track is confirmed (a new id), an unmatched confirmed
-    # track of the same class with GIoU >= relink_min_giou to that detection (by
+    # track of the same class (group) with GIoU >= relink_min_giou to that detection (by
     # predicted or last observed box) takes it over: a reappearing object keeps
     # its id. Lower: relinks after longer drifts, risks giving one car's id to another.
     relink: bool = True
@@ -96,8 +96,29 @@ class TrackerConfig:
     # Pass 1 matches confirmed tracks before tentative ones, so a track born from
     # a reappearing object cannot steal it from its coasting original.
     confirmed_first: bool = True
-    # Only match a detection to a track of the same class id.
+    # Only match a detection to a track of the same class (group): with
+    # class_groups, a detection may join a track of another class of the same
+    # group (paying class_switch_cost), never one of another group; without
+    # groups, only a track of the same class id. False: the passes ignore classes (relink still checks them).
     class_consistent: bool = True
+    # Class groups by class name (case-insensitive; the detector's class names, or
+    # COCO's when the tracker is given none). Detectors flip between the classes of
+    # a group from frame to frame (an SUV: car / truck; a motorcycle / bicycle), so
+    # within a group association crosses classes and a track's class is the
+    # score-weighted vote of its detections (trackers/classes.py). A class in no
+    # group is a group of its own. [] turns groups off: only equal class ids match
+    # and a track keeps the class it was born with (the behaviour before groups).
+    class_groups: tuple[tuple[str, ...], ...] = (
+        ("car", "truck", "bus", "van"), ("bicycle", "motorcycle"), ("person",), ("traffic light",))
+    # A detection of another class of the track's group has this subtracted from
+    # its similarity, scaled by 1 - the share of the detection's class in the
+    # track's votes, but never below the pass's gate: it only ranks candidates,
+    # so a same-class detection wins a near tie and a lone object whose class
+    # flips keeps its track. Higher: class outweighs geometry more often. KITTI
+    # Car, 16 sequences, 20% of Car detections relabelled Van/Truck (HOTA / IDF1 /
+    # IDSW): 0, 0.02, 0.05 73.08 / 87.52 / 21 (as with no flips); 0.1 72.93 / 87.36 /
+    # 39; 0.3 72.92 / 87.31 / 39 (in a line of fast cars, class beat position).
+    class_switch_cost: float = 0.05
 
     # --- lifecycle ----------------------------------------------------------
     # Matches needed before a track is confirmed (emitted). Higher: fewer false
@@ -174,6 +195,16 @@ class TrackerConfig:
         need(self.relink_motion_min_move > 0, "relink_motion_min_move must be > 0")
         need(-1.0 <= self.relink_motion_min_cos <= 1.0, "relink_motion_min_cos must be in [-1, 1]")
         need(self.relink_motion_min_age_s >= 0, "relink_motion_min_age_s must be >= 0")
+        need(self.class_switch_cost >= 0, f"class_switch_cost {self.class_switch_cost} must be >= 0")
+        seen: dict[str, int] = {}
+        for g, group in enumerate(self.class_groups):
+            need(len(group) > 0, f"class_groups[{g}] is empty; list at least one class name or drop the group")
+            for name in group:
+                key = name.strip().lower()
+                need(key != "", f"class_groups[{g}] has an empty class name")
+                need(key not in seen, f"class {name!r} is in class_groups[{seen.get(key)}] and [{g}]; "
+                                      "a class belongs to one group")
+                seen[key] = g
         need(self.min_hits >= 1, f"min_hits {self.min_hits} must be >= 1")
         need(self.emit_min_hits >= 1, f"emit_min_hits {self.emit_min_hits} must be >= 1")
         need(self.max_coast_seconds >= 0, f"max_coast_seconds {self.max_coast_seconds} must be >= 0")

@@ -19,6 +19,33 @@ _AHEAD_MAX_MISS = 1.5            # centre distance to the prediction, in predict
 
 
 class AssociationPasses:
+    def _assign(self, sim, gate, t_idx, o_idx, o_tracks: bool = False):
+        """``assign`` between tracks t_idx and detections o_idx (tracks with ``o_tracks``, for
+        relink) with the class rules of ``trackers/classes.py``: never across groups, a cost
+        within a group.  Classes are not checked when every track and detection has one
+        class, nor in the passes when ``class_consistent`` is off (relink checks them still)."""
+        if not (self._mixed_classes and (o_tracks or self.config.class_consistent)):
+            return assign(sim, gate)
+        tr = self.tracks
+        o_cls, o_key = (tr.cls[o_idx], tr.gkey[o_idx]) if o_tracks else \
+            (self._det_cls[o_idx], self._det_key[o_idx])
+        valid = sim >= gate
+        valid &= tr.gkey[t_idx][:, None] == o_key[None, :]          # never across groups
+        found = assign(sim, gate, valid=valid)
+        if not (self.groups.enabled and len(found)):
+            return found
+        # Within a group another class pays a cost, which only lowers the pairs of
+        # differing classes: an assignment without such a pair stays optimal with
+        # the cost, so the cost is applied (and the assignment re-run) only when one was chosen.
+        t_cls = tr.cls[t_idx]
+        if np.count_nonzero(t_cls[found[:, 0]] != o_cls[found[:, 1]]) == 0:
+            return found
+        self._cross_class = True        # (a track may take another class's vote this frame)
+        cross = t_cls[:, None] != o_cls[None, :]
+        cross &= valid
+        sim = self.groups.penalise(sim, gate, cross, tr.votes[t_idx], o_cls, self.config.class_switch_cost)
+        return assign(sim, gate, valid=valid)
+
     def _match(self, track_boxes, t_idx, det_xyxy, d_idx, gate, t_free, d_free, pairs,
                max_size_ratio: float | None = None) -> None:
         """One gated assignment pass between tracks t_idx and detections d_idx (both free).
@@ -36,8 +63,7 @@ class AssociationPasses:
         sim = self._similarity(tb, db)
         if max_size_ratio is not None:
             sim = np.where(size_ratio_ok(tb, db, max_size_ratio), sim, -np.inf)
-        cls_t = self.tracks.cls[t_idx] if self.config.class_consistent and self._mixed_classes else None
-        found = assign(sim, gate, cls_t, self._det_cls[d_idx] if cls_t is not None else None)
+        found = self._assign(sim, gate, t_idx, d_idx)
         if len(found):
             tt, dd = t_idx[found[:, 0]], d_idx[found[:, 1]]
             t_free[tt] = False
@@ -60,9 +86,7 @@ class AssociationPasses:
         dets = det_xyxy[d_idx]
         sim = np.maximum(centre_similarity(pred[t_idx], dets), centre_similarity(tr.z_obs[t_idx], dets))
         sim = np.where(size_ratio_ok(pred[t_idx], dets, c.centre_pass_max_size_ratio), sim, -np.inf)
-        cls_t = tr.cls[t_idx] if c.class_consistent and self._mixed_classes else None
-        found = assign(sim, c.centre_pass_min_similarity, cls_t,
-                       self._det_cls[d_idx] if cls_t is not None else None)
+        found = self._assign(sim, c.centre_pass_min_similarity, t_idx, d_idx)
         if len(found):
             tt, dd = t_idx[found[:, 0]], d_idx[found[:, 1]]
             t_free[tt] = False
@@ -74,7 +98,7 @@ class AssociationPasses:
 
         A reappearing object often lands too far from its coasting track's
         prediction and starts a tentative track; before that track is confirmed
-        (a new id), an unmatched confirmed track of the same class whose
+        (a new id), an unmatched confirmed track of the same class (group) whose
         predicted or last observed box is near (GIoU >= relink_min_giou) takes
         the detection and the tentative track is dropped.  With
         ``relink_motion_check``, the track's predicted motion vetoes or admits
@@ -92,8 +116,7 @@ class AssociationPasses:
         sim = np.maximum(giou(pred[old], dets), giou(tr.z_obs[old], dets))
         if c.relink_motion_check:
             sim = self._relink_motion(sim, old, pred[old], dets, timestamp)
-        cls_pair = (tr.cls[old], tr.cls[ti[row]]) if self._mixed_classes else (None, None)
-        found = assign(sim, c.relink_min_giou, *cls_pair)
+        found = self._assign(sim, c.relink_min_giou, old, ti[row], o_tracks=True)
         if len(found):
             ti[row[found[:, 1]]] = old[found[:, 0]]      # the tentative track goes unmatched
             t_free[old[found[:, 0]]] = False
@@ -154,8 +177,7 @@ class AssociationPasses:
         S = tr.P[t_idx, 0][:, None, :] + r[None, :, None]                     # (T, D, 4)
         y = z[None, :, :] - tr.x[t_idx, None, :DIM]                           # (T, D, 4)
         d2 = (y * y / S).sum(axis=2)
-        cls_t = tr.cls[t_idx] if c.class_consistent and self._mixed_classes else None
-        found = assign(-d2, -c.mahalanobis_gate, cls_t, self._det_cls[d_idx] if cls_t is not None else None)
+        found = self._assign(-d2, -c.mahalanobis_gate, t_idx, d_idx)
         if len(found):
             tt, dd = t_idx[found[:, 0]], d_idx[found[:, 1]]
             t_free[tt] = False

@@ -14,9 +14,9 @@ Per frame, in this order:
    from its last observation over interpolated virtual observations;
 7. lifecycle: tentative tracks that missed are removed, coasting tracks older
    than max_coast_seconds are removed, unmatched strong detections are born;
-8. output: confirmed tracks matched this frame (the detection's box, class and
-   score) and coasting ones (predicted box, ``coasted=True``, score decayed by
-   ``coast_score_half_life_s``).
+8. output: confirmed tracks matched this frame (the detection's box and score,
+   the track's voted class, the detection's as ``det_class``) and coasting
+   ones (predicted box, ``coasted=True``, score decayed by ``coast_score_half_life_s``).
 
 Lifecycle: tentative -> confirmed (min_hits) -> coasting -> recovered -> removed.
 All track state lives in arrays, so cost grows slowly with the track count.
@@ -26,12 +26,14 @@ from __future__ import annotations
 import bisect
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
 from pipeline.records import Detections
 
 from .association import SIMILARITIES, duplicate_free
+from .classes import ClassGroups, add_votes, born_votes
 from .cmc import CameraMotion, warp_states
 from .config import TrackerConfig
 from .kalman import DIM, BoxKalman, state_box_to_xyxy, xyxy_to_state_box
@@ -72,11 +74,13 @@ def _one_class(a: np.ndarray, b: np.ndarray) -> bool:
 class _Tracks:
     """Struct of arrays for all live tracks (row i is one track)."""
 
-    FIELDS = ("id", "cls", "score", "hits", "confirmed", "t_obs", "z_obs", "x", "P", "x_obs", "P_obs")
+    FIELDS = ("id", "cls", "votes", "gkey", "score", "hits", "confirmed", "t_obs", "z_obs", "x", "P", "x_obs", "P_obs")
 
     def __init__(self) -> None:
         self.id = np.zeros(0, np.int64)
-        self.cls = np.zeros(0, np.int32)
+        self.cls = np.zeros(0, np.int32)              # voted class (trackers/classes.py)
+        self.votes = np.zeros((0, 0), np.float32)     # (T, classes seen) score tallies
+        self.gkey = np.zeros(0, np.int64)             # class group key (fixed: votes stay in the group)
         self.score = np.zeros(0, np.float32)          # last detection score
         self.hits = np.zeros(0, np.int64)             # detections matched so far
         self.confirmed = np.zeros(0, bool)
@@ -106,18 +110,23 @@ class KalmanTracker(AssociationPasses):
     from 1 per instance, again after ``reset()``) and ``coasted`` set, boxes in
     image coordinates:
     - tracks matched this frame: the detection's box (or the filtered box when
-      ``emit_detection_box`` is off), class and score, ``coasted=False``;
+      ``emit_detection_box`` is off) and score, ``coasted=False``;
     - coasting tracks (no detection this frame, last one at most
       ``emit_coast_seconds`` ago): the predicted box, ``coasted=True``, the last
       detection score times 0.5 ** (coast time / ``coast_score_half_life_s``).
+    ``class_id`` is the track's class (the score-weighted vote of its
+    detections, ``trackers/classes.py``), ``det_class`` the class of this
+    frame's detection (-1 on coasted boxes). ``class_names`` name the class ids
+    for ``config.class_groups`` (None: COCO's, the default detector's).
     ``image`` (BGR uint8) is used only for camera-motion compensation and the
     frame extent. ``stats`` holds timings (µs per update, CMC ms per call and
     fallbacks) and counts (births, recoveries, relinks).
     """
 
-    def __init__(self, config: TrackerConfig | None = None) -> None:
+    def __init__(self, config: TrackerConfig | None = None, class_names: Sequence[str] | None = None) -> None:
         self.config = config if config is not None else TrackerConfig()
         c = self.config
+        self.groups = ClassGroups(c.class_groups, class_names)     # class_names None: COCO's
         self.kf = BoxKalman(c.box_param, c.meas_noise, c.accel_noise_pos, c.accel_noise_size, c.init_vel_std)
         self._similarity = SIMILARITIES[c.similarity]
         self.cmc = CameraMotion(c.cmc_max_width, c.cmc_max_corners, c.cmc_min_inliers) if c.cmc else None
@@ -162,6 +171,9 @@ class KalmanTracker(AssociationPasses):
         det_score, det_cls = detections.score, detections.class_id
         self._det_cls = det_cls
         self._mixed_classes = not _one_class(tr.cls, det_cls)   # else class checks are skipped
+        self._cross_class = not c.class_consistent     # set by the passes when a pair of two classes matches
+        if self._mixed_classes:        # class group keys for this frame's association (trackers/classes.py)
+            self._det_key, self._det_named = self.groups.keys_known(det_cls)
         high = det_score >= c.high_score
         low = ~high & (det_score >= c.low_score)
         n_t = len(tr)
@@ -217,6 +229,9 @@ class KalmanTracker(AssociationPasses):
             tr.x_obs[ti], tr.P_obs[ti] = x_new, P_new
             self.stats.recoveries += np.count_nonzero(gap)
             tr.hits[ti] += 1
+            if self.groups.enabled:       # (without groups no track sees a second class)
+                tr.votes = add_votes(tr.votes, tr.cls, ti, det_cls[di], det_score[di], self._mixed_classes,
+                                     self._cross_class, self._mixed_classes and not self._det_named)
             tr.score[ti] = det_score[di]
             tr.t_obs[ti] = timestamp
             tr.z_obs[ti] = det_xyxy[di]
@@ -321,6 +336,11 @@ class KalmanTracker(AssociationPasses):
         new.id = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
         self._next_id += n
         new.cls = cls.astype(np.int32)
+        new.gkey = self.groups.keys(new.cls)
+        if self.groups.enabled:
+            self.tracks.votes, new.votes = born_votes(self.tracks.votes, self.groups.n_names, new.cls, score)
+        else:
+            new.votes = np.zeros((n, self.tracks.votes.shape[1]), np.float32)
         new.score = score.astype(np.float32)
         new.hits = np.ones(n, np.int64)
         new.confirmed = np.full(n, self.config.min_hits <= 1)
@@ -346,16 +366,21 @@ class KalmanTracker(AssociationPasses):
         if c.emit_detection_box:
             boxes[li] = det_xyxy[d]
         score[li] = det_score[d]
+        if len(li) == len(rows):                          # this frame's detector class; -1: coasted
+            det_class = self._det_cls[d]
+        else:
+            det_class = np.full(len(rows), -1, np.int32)
+            det_class[li] = self._det_cls[d]
         coast = ~live
         if np.count_nonzero(coast):      # a degenerate predicted box is not emitted
             ok = live | ((boxes[:, 2] - boxes[:, 0] > 1.0) & (boxes[:, 3] - boxes[:, 1] > 1.0))
             if np.count_nonzero(ok) < len(ok):
-                rows, boxes, score, coast = rows[ok], boxes[ok], score[ok], coast[ok]
-        return Detections(boxes, score, tr.cls[rows], tr.id[rows], coast)
+                rows, boxes, score, coast, det_class = rows[ok], boxes[ok], score[ok], coast[ok], det_class[ok]
+        return Detections(boxes, score, tr.cls[rows], tr.id[rows], coast, det_class)
 
     def _newborn_output(self, n, xyxy, score, cls) -> Detections:
         ids = self.tracks.id[-n:]
-        return Detections(xyxy, score, cls, ids, np.zeros(n, bool))
+        return Detections(xyxy, score, cls, ids, np.zeros(n, bool), cls)
 
     @staticmethod
     def _warp_xyxy(xyxy: np.ndarray, A: np.ndarray) -> np.ndarray:

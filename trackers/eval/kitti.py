@@ -18,6 +18,10 @@ from ..association import iou
 
 KITTI_FPS = 10.0
 CLASS_IDS = {"Pedestrian": 1, "Car": 2, "Cyclist": 3}     # type_id of the detection files
+# Class ids only --class-flip gives (no detection file has them): Car detections relabelled.
+FLIP_CLASS_IDS = {"Van": 4, "Truck": 5}
+# The tracker's class names by id (its class groups are by name: Car, Van, Truck are vehicles).
+TRACKER_CLASS_NAMES = ("-", "Pedestrian", "Car", "Cyclist", "Van", "Truck")
 
 
 def default_root() -> Path:
@@ -98,6 +102,35 @@ def apply_dropout(seq: Sequence, labels: np.ndarray, classes: list[str], k: int,
     removed = int(sum((~m).sum() for m in keep))
     return Sequence(seq.name, seq.n_frames, [d[m] for d, m in zip(seq.dets, keep)],
                     [s[m] for s, m in zip(seq.raw_score, keep)]), removed
+
+
+def apply_class_flip(seq: Sequence, labels: np.ndarray, fraction: float, seed: int,
+                     min_iou: float = 0.5) -> tuple[Sequence, int]:
+    """Relabel a seeded random `fraction` of the Car detections of ground-truth Car tracks to Van or Truck.
+
+    A Car detection belongs to a GT Car track when its IoU with a GT Car box of
+    that frame is >= min_iou; each such detection is relabelled with probability
+    `fraction`, to Van or Truck (even odds). The RNG is seeded per sequence by
+    (seed, sequence number). Returns the new sequence and the number relabelled.
+    """
+    rng = np.random.default_rng([seed, int(seq.name), 1])
+    car, flips = CLASS_IDS["Car"], np.array(list(FLIP_CLASS_IDS.values()))
+    gt = labels[labels["type"] == "Car"]
+    dets, n = [], 0
+    for f, d in enumerate(seq.dets):
+        rows = gt[gt["frame"] == f]
+        cls = d.class_id.copy()
+        cand = (cls == car).nonzero()[0]
+        if len(rows) and len(cand):
+            boxes = np.stack([rows["x1"], rows["y1"], rows["x2"], rows["y2"]], axis=1)
+            on_gt = cand[iou(boxes, d.xyxy[cand]).max(axis=0) >= min_iou]
+            draw = rng.random(len(on_gt))
+            target = rng.choice(flips, size=len(on_gt))
+            hit = draw < fraction
+            cls[on_gt[hit]] = target[hit]
+            n += int(hit.sum())
+        dets.append(Detections(d.xyxy, d.score, cls))
+    return Sequence(seq.name, seq.n_frames, dets, seq.raw_score), n
 
 
 def kitti_lines(frame: int, tracks: Detections, class_names: dict[int, str]) -> list[str]:

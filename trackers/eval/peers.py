@@ -41,8 +41,8 @@ def _tracked(dets: Detections, idx: np.ndarray, ids: np.ndarray) -> Detections:
 
 
 class Ours:
-    def __init__(self, config: TrackerConfig, fps: float, emit_coasted: bool = True) -> None:
-        self.tracker = KalmanTracker(config)
+    def __init__(self, config: TrackerConfig, fps: float, emit_coasted: bool = True, class_names=None) -> None:
+        self.tracker = KalmanTracker(config, class_names)
         self.emit_coasted = emit_coasted
 
     def update(self, dets: Detections, timestamp: float) -> Detections:
@@ -103,9 +103,11 @@ class BoxmotTracker:
         return _tracked(dets, out[:, 7].astype(int), out[:, 4].astype(np.int64))
 
 
-def make(name: str, fps: float, config: TrackerConfig | None = None, emit_coasted: bool = True):
+def make(name: str, fps: float, config: TrackerConfig | None = None, emit_coasted: bool = True,
+         class_names=None):
+    """``class_names`` (ours only): the names of the detections' class ids (None: COCO's)."""
     if name == "ours":
-        return Ours(config or TrackerConfig(), fps, emit_coasted)
+        return Ours(config or TrackerConfig(), fps, emit_coasted, class_names)
     if name == "sv-bytetrack":
         return SvByteTrack(fps)
     if name == "norfair":

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Our tracker against another checkout's, in one process, interleaved frame by frame.
+
+On a loaded machine two runs of ``tools/bench_tracker.py`` differ by more than
+a few percent from run to run; here both trackers get every frame in turn
+(alternating which goes first), so load hits both alike.  The baseline's
+``trackers`` package is copied to a temporary folder under another name and
+imported beside ours (it uses this checkout's ``pipeline``).
+
+Scenes (``tools/bench_tracker.py``'s: N boxes at constant velocity, 1 px
+jitter, 5% missed each frame): ``one class`` (every box a car, as in
+bench_tracker) and ``car+truck`` (every other object a truck: class checks
+run every frame, as with a real detector).  Reports per scene the median over
+repeats of: each tracker's median µs per update and the median of the
+per-frame time ratios (ours / baseline).
+
+    python bench/bench_tracker_ab.py --baseline ../main [--tracks 50] [--frames 400] [--repeats 3]
+        [--set KEY=VALUE ...] [--json OUT]
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import REPO, markdown_table, write_json
+
+sys.path.insert(0, str(REPO / "tools"))
+from bench_tracker import WARMUP, scene  # noqa: E402
+
+from pipeline.records import Detections  # noqa: E402
+
+
+def car_truck(n: int, frames: int, seed: int) -> list[Detections]:
+    """``bench_tracker.scene`` (same boxes, same random draws) with every other object a truck (COCO 7)."""
+    rng = np.random.default_rng(seed)
+    cols = int(np.ceil(np.sqrt(n * 4)))
+    cells = rng.choice(cols * cols, size=n, replace=False)
+    w, h = 1242.0 / cols, 375.0 / cols
+    x0, y0 = (cells % cols) * w, (cells // cols) * h
+    size = np.stack([np.full(n, w * 0.6), np.full(n, h * 0.6)], axis=1)
+    vel = rng.normal(0, 0.02, (n, 2)) * [w, h]
+    cls = np.where(np.arange(n) % 2 == 0, 2, 7)
+    out = []
+    for f in range(frames):
+        tl = np.stack([x0, y0], axis=1) + f * vel + rng.normal(0, 1.0, (n, 2))
+        boxes = np.concatenate([tl, tl + size], axis=1)
+        keep = rng.random(n) > 0.05
+        out.append(Detections(boxes[keep], np.full(keep.sum(), 0.9), cls[keep]))
+    return out
+
+
+def load_baseline(path: Path, tmp: Path):
+    src = path / "trackers"
+    if not (src / "tracker.py").is_file():
+        raise SystemExit(f"error: {src}/tracker.py not found; --baseline needs a checkout of this project")
+    shutil.copytree(src, tmp / "trackers_baseline")
+    sys.path.insert(0, str(tmp))
+    return importlib.import_module("trackers_baseline")
+
+
+def race(base, ours, frames: list[Detections], ours_cfg) -> tuple[float, float, float]:
+    a, b = base.KalmanTracker(base.TrackerConfig()), ours.KalmanTracker(ours_cfg)
+    ta, tb = [], []
+    for f, d in enumerate(frames):
+        order = ((a, ta), (b, tb)) if f % 2 else ((b, tb), (a, ta))
+        for tracker, times in order:
+            t0 = time.perf_counter()
+            tracker.update(d, f / 10.0)
+            times.append(time.perf_counter() - t0)
+    ta, tb = np.array(ta[WARMUP:]) * 1e6, np.array(tb[WARMUP:]) * 1e6
+    return float(np.median(ta)), float(np.median(tb)), float(np.median(tb / ta))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--baseline", required=True, help="another checkout of this project (e.g. ../main)")
+    ap.add_argument("--tracks", type=int, default=50)
+    ap.add_argument("--frames", type=int, default=400)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one field of our tracker's config (e.g. class_groups=[])")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    import yaml
+
+    import trackers as ours
+    from pipeline.configtools import ConfigError, from_mapping
+    try:
+        ours_cfg = from_mapping(ours.TrackerConfig, {k: yaml.safe_load(v) for k, _, v in
+                                                     (kv.partition("=") for kv in args.set)}, "tracker")
+    except ConfigError as e:
+        print(f"error: --set: {e}", file=sys.stderr)
+        return 2
+    results, rows = {}, []
+    with tempfile.TemporaryDirectory() as tmp:
+        base = load_baseline(Path(args.baseline).resolve(), Path(tmp))
+        for name in ("one class", "car+truck"):
+            runs = []
+            for rep in range(args.repeats):
+                frames = (scene if name == "one class" else car_truck)(args.tracks, args.frames, seed=rep)
+                runs.append(race(base, ours, frames, ours_cfg))
+            med = [statistics.median(r[i] for r in runs) for i in range(3)]
+            results[name] = {"baseline_median_us": med[0], "ours_median_us": med[1], "ratio": med[2],
+                             "runs": [dict(zip(("baseline_us", "ours_us", "ratio"), r)) for r in runs]}
+            rows.append([name, args.tracks, f"{med[0]:.0f}", f"{med[1]:.0f}", f"{med[2]:.3f}",
+                         ", ".join(f"{r[2]:.3f}" for r in runs)])
+    print(markdown_table(["scene", "tracks", "baseline µs", "ours µs", "ours / baseline (median of frames)",
+                          "per repeat"], rows))
+    write_json(args.json, args, results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
