@@ -177,6 +177,16 @@ class VideoWriter:
                 self.container.close()
 
 
+def _json_value(v):
+    """A numpy scalar as JSON: NaN / inf become null, bools stay bools, floats are rounded."""
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    v = float(v)
+    return round(v, 4) if np.isfinite(v) else None
+
+
 class JsonlWriter:
     """One JSON object per frame and line: index, timestamp, boxes."""
 
@@ -198,6 +208,8 @@ class JsonlWriter:
                 "track_id": int(dets.track_id[i]) if dets.track_id is not None else None,
                 "coasted": bool(dets.coasted[i]) if dets.coasted is not None else False,
             }
+            for name, col in (dets.columns or {}).items():     # extra columns (ttc_s, in_path, ...)
+                box[name] = _json_value(col[i])
             boxes.append(box)
         line = json.dumps({"index": frame.index, "timestamp": round(frame.timestamp, 6),
                            "source": frame.source, "boxes": boxes})
@@ -213,10 +225,14 @@ class JsonlWriter:
 
 
 class MotWriter:
-    """MOTChallenge text: ``frame,id,x,y,w,h,score,-1,-1,-1`` with 1-based frames.
+    """MOTChallenge text: ``frame,id,x,y,w,h,score,-1,visibility,-1`` with 1-based frames.
 
     Only tracked boxes are written (the format needs ids); coasted boxes are
-    included, as the tracker emits them.
+    included, as the tracker emits them, and flagged in the 9th column, where
+    MOT17's ground truth keeps the visibility ratio: 1 for a box with a
+    detection behind it, 0 for a coasted (predicted) box. Their score (7th
+    column) is the tracker's decayed trust score. Filter coasted rows with
+    e.g. ``awk -F, '$9 != 0'``; MOT 2D evaluators read only the first 7 columns.
     """
 
     def __init__(self, path: str):
@@ -230,8 +246,9 @@ class MotWriter:
         lines = []
         for i in range(len(dets)):
             x1, y1, x2, y2 = (float(v) for v in dets.xyxy[i])
+            vis = 0 if dets.coasted is not None and dets.coasted[i] else 1
             lines.append(f"{frame.index + 1},{int(dets.track_id[i])},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},"
-                         f"{float(dets.score[i]):.4f},-1,-1,-1\n")
+                         f"{float(dets.score[i]):.4f},-1,{vis},-1\n")
         with self._lock:
             if self._f is not None and lines:
                 self._f.write("".join(lines))

@@ -123,8 +123,27 @@ class TrackerConfig:
     # the image (else the frame size is unknown). Higher: fewer boxes predicted
     # off-screen; lower: keeps objects that hover at the border.
     min_visible_fraction: float = 0.5
-    # Coasted box score: last detection score * 0.5 ** (coast time / half-life).
+    # Coasted box score: last detection score * 0.5 ** (coast time / half-life)
+    # (times the trust factor of trackers/trust.py when coast_trust is on).
     coast_score_half_life_s: float = 0.5
+    # Coasted boxes are emitted only while their prediction deserves trust
+    # (trackers/trust.py; measured on KITTI in BENCHMARKS.md). Off: every coasting
+    # track within emit_coast_seconds is emitted (most of them ghosts on KITTI).
+    coast_trust: bool = True
+    # A track observed for h seconds is emitted coasted for at most ratio * h.
+    # Higher: long gaps of young tracks are bridged; lower: fewer ghosts.
+    coast_unseen_ratio: float = 1.0
+    # Predicted position std (mean of the 4 box components) above this many box
+    # sizes: the prediction is a guess and is not emitted.
+    coast_max_pos_std: float = 0.25
+    # Share of the predicted box that must lie inside the frame (frame size known).
+    coast_min_inside: float = 0.9
+    # Not emitted when more than this share of the box lies under a box matched this
+    # frame (hidden behind it, or the prediction slid onto another car). 1 disables.
+    coast_max_covered: float = 0.5
+    # Not emitted when the velocity at the last detection differs from the average
+    # velocity over the track's life by more than this many box sizes per second. 0 disables.
+    coast_max_vel_change: float = 0.0
     # On re-match after coasting, re-run the filter from the last observation
     # over linearly interpolated virtual observations (OC-SORT's re-update), so
     # the velocity drift accumulated while coasting is undone.
@@ -181,6 +200,11 @@ class TrackerConfig:
              f"emit_coast_seconds {self.emit_coast_seconds} must be in [0, max_coast_seconds]")
         need(0.0 <= self.min_visible_fraction <= 1.0, "min_visible_fraction must be in [0, 1]")
         need(self.coast_score_half_life_s > 0, "coast_score_half_life_s must be > 0")
+        need(self.coast_unseen_ratio >= 0, "coast_unseen_ratio must be >= 0")
+        need(self.coast_max_pos_std > 0, "coast_max_pos_std must be > 0")
+        need(0.0 <= self.coast_min_inside <= 1.0, "coast_min_inside must be in [0, 1]")
+        need(0.0 <= self.coast_max_covered <= 1.0, "coast_max_covered must be in [0, 1]")
+        need(self.coast_max_vel_change >= 0, "coast_max_vel_change must be >= 0")
         for name in ("meas_noise", "accel_noise_pos", "accel_noise_size", "init_vel_std"):
             need(getattr(self, name) > 0, f"{name} must be > 0")
         need(self.cmc_max_width >= 64, f"cmc_max_width {self.cmc_max_width} must be >= 64")

@@ -36,6 +36,7 @@ from .cmc import CameraMotion, warp_states
 from .config import TrackerConfig
 from .kalman import DIM, BoxKalman, state_box_to_xyxy, xyxy_to_state_box
 from .passes import AssociationPasses
+from . import trust
 
 _SAME_TIME = 1e-9
 
@@ -72,7 +73,8 @@ def _one_class(a: np.ndarray, b: np.ndarray) -> bool:
 class _Tracks:
     """Struct of arrays for all live tracks (row i is one track)."""
 
-    FIELDS = ("id", "cls", "score", "hits", "confirmed", "t_obs", "z_obs", "x", "P", "x_obs", "P_obs")
+    FIELDS = ("id", "cls", "score", "hits", "confirmed", "t_obs", "z_obs", "x", "P", "x_obs", "P_obs",
+              "t_first", "z_first")
 
     def __init__(self) -> None:
         self.id = np.zeros(0, np.int64)
@@ -86,6 +88,8 @@ class _Tracks:
         self.P = np.zeros((0, 3, DIM))                # covariance blocks (see BoxKalman)
         self.x_obs = np.zeros((0, 2 * DIM))           # filter state right after the last detection
         self.P_obs = np.zeros((0, 3, DIM))
+        self.t_first = np.zeros(0)                    # time of the first detection
+        self.z_first = np.zeros((0, 4))               # first detection, xyxy
 
     def __len__(self) -> int:
         return len(self.id)
@@ -152,6 +156,7 @@ class KalmanTracker(AssociationPasses):
                 warp_states(tr.x, A, c.box_param)
                 warp_states(tr.x_obs, A, c.box_param)
                 tr.z_obs = self._warp_xyxy(tr.z_obs, A)
+                tr.z_first = self._warp_xyxy(tr.z_first, A)
         pred = state_box_to_xyxy(tr.x[:, :DIM], c.box_param)          # (T, 4)
         if c.dedup_iou > 0 and len(detections) > 1:
             detections = detections[duplicate_free(detections, c.dedup_iou)]
@@ -235,7 +240,7 @@ class KalmanTracker(AssociationPasses):
         emit = tr.confirmed & visible & (matched_now | (age <= c.emit_coast_seconds + _SAME_TIME))
         if c.emit_min_hits > c.min_hits:
             emit &= tr.hits >= c.emit_min_hits
-        out = self._output(emit, matched_now, det_of_track, det_xyxy, det_score, age, pred)
+        out = self._output(emit, matched_now, det_of_track, det_xyxy, det_score, age, pred, ti)
 
         # 7. lifecycle (a coasting track predicted out of the frame is removed)
         alive = np.where(tr.confirmed, visible & (age <= c.max_coast_seconds + _SAME_TIME), matched_now)
@@ -328,11 +333,13 @@ class KalmanTracker(AssociationPasses):
         new.z_obs = xyxy.copy()
         new.x, new.P = self.kf.initiate(xyxy_to_state_box(xyxy, self.config.box_param))
         new.x_obs, new.P_obs = new.x.copy(), new.P.copy()
+        new.t_first = new.t_obs.copy()
+        new.z_first = new.z_obs.copy()
         self.tracks.extend(new)
         self.stats.tracks_born += n
 
-    def _output(self, emit, matched_now, det_of_track, det_xyxy, det_score, age, pred) -> Detections:
-        """``pred``: this frame's predicted boxes (xyxy), which coasting tracks emit."""
+    def _output(self, emit, matched_now, det_of_track, det_xyxy, det_score, age, pred, ti) -> Detections:
+        """``pred``: this frame's predicted boxes (xyxy), which coasting tracks emit; ``ti``: matched tracks."""
         c, tr = self.config, self.tracks
         rows = emit.nonzero()[0]
         if len(rows) == 0:
@@ -349,9 +356,27 @@ class KalmanTracker(AssociationPasses):
         coast = ~live
         if np.count_nonzero(coast):      # a degenerate predicted box is not emitted
             ok = live | ((boxes[:, 2] - boxes[:, 0] > 1.0) & (boxes[:, 3] - boxes[:, 1] > 1.0))
+            if c.coast_trust:        # nor one whose prediction is not trusted (trust.py)
+                ci = coast.nonzero()[0]
+                ok[ci] &= self._trusted(rows[ci], boxes[ci], age, ti, det_of_track, det_xyxy, score, ci)
             if np.count_nonzero(ok) < len(ok):
                 rows, boxes, score, coast = rows[ok], boxes[ok], score[ok], coast[ok]
         return Detections(boxes, score, tr.cls[rows], tr.id[rows], coast)
+
+    def _trusted(self, rows, boxes, age, ti, det_of_track, det_xyxy, score, ci) -> np.ndarray:
+        """Trust test of coasting ``rows`` (predicted ``boxes``); scales ``score[ci]`` in place."""
+        tr = self.tracks
+        cover = det_xyxy[det_of_track[ti]] if len(ti) else np.zeros((0, 4))
+        ok, factor = trust.coast_trust(
+            self.config, unseen=age[rows], history=tr.t_obs[rows] - tr.t_first[rows], pos_var=tr.P[rows, 0],
+            pred=boxes, x_obs=tr.x_obs[rows], z_first=tr.z_first[rows], z_obs=tr.z_obs[rows],
+            inside=self._visible_fraction(boxes), cover=cover)
+        score[ci] = tr.score[rows] * factor
+        return ok
+
+    def set_frame_size(self, width: int, height: int) -> None:
+        """The frame extent when ``update`` gets no image (evaluation on detections only)."""
+        self._extent = np.array([0.0, 0.0, float(width), float(height)])
 
     def _newborn_output(self, n, xyxy, score, cls) -> Detections:
         ids = self.tracks.id[-n:]

@@ -41,8 +41,11 @@ def _tracked(dets: Detections, idx: np.ndarray, ids: np.ndarray) -> Detections:
 
 
 class Ours:
-    def __init__(self, config: TrackerConfig, fps: float, emit_coasted: bool = True) -> None:
+    def __init__(self, config: TrackerConfig, fps: float, emit_coasted: bool = True,
+                 frame_size: tuple[int, int] | None = None) -> None:
         self.tracker = KalmanTracker(config)
+        if frame_size is not None:       # as the pipeline, which passes every image
+            self.tracker.set_frame_size(*frame_size)
         self.emit_coasted = emit_coasted
 
     def update(self, dets: Detections, timestamp: float) -> Detections:
@@ -103,9 +106,11 @@ class BoxmotTracker:
         return _tracked(dets, out[:, 7].astype(int), out[:, 4].astype(np.int64))
 
 
-def make(name: str, fps: float, config: TrackerConfig | None = None, emit_coasted: bool = True):
+def make(name: str, fps: float, config: TrackerConfig | None = None, emit_coasted: bool = True,
+         frame_size: tuple[int, int] | None = None):
+    """``frame_size`` (width, height): the image extent, given to ours (peers do not use it)."""
     if name == "ours":
-        return Ours(config or TrackerConfig(), fps, emit_coasted)
+        return Ours(config or TrackerConfig(), fps, emit_coasted, frame_size)
     if name == "sv-bytetrack":
         return SvByteTrack(fps)
     if name == "norfair":
