@@ -132,10 +132,10 @@ class TrackerConfig:
     coast_trust: bool = True
     # A track observed for h seconds is emitted coasted for at most ratio * h.
     # Higher: long gaps of young tracks are bridged; lower: fewer ghosts.
-    coast_unseen_ratio: float = 1.0
+    coast_unseen_ratio: float = 0.3
     # Predicted position std (mean of the 4 box components) above this many box
     # sizes: the prediction is a guess and is not emitted.
-    coast_max_pos_std: float = 0.25
+    coast_max_pos_std: float = 0.15
     # Share of the predicted box that must lie inside the frame (frame size known).
     coast_min_inside: float = 0.9
     # Not emitted when more than this share of the box lies under a box matched this
@@ -143,7 +143,7 @@ class TrackerConfig:
     coast_max_covered: float = 0.5
     # Not emitted when the velocity at the last detection differs from the average
     # velocity over the track's life by more than this many box sizes per second. 0 disables.
-    coast_max_vel_change: float = 0.0
+    coast_max_vel_change: float = 0.5
     # On re-match after coasting, re-run the filter from the last observation
     # over linearly interpolated virtual observations (OC-SORT's re-update), so
     # the velocity drift accumulated while coasting is undone.
