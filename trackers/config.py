@@ -151,6 +151,30 @@ class TrackerConfig:
     # Matched tracks emit the detection's box (True) or the filtered box (False).
     emit_detection_box: bool = True
 
+    # --- time-to-contact and in-path (trackers/ttc.py) -----------------------
+    # Emitted boxes carry the columns ttc_s (seconds to contact at the current
+    # closing rate, from the box height's rate of change; NaN when receding,
+    # static or unknown) and in_path (ground contact point inside the ego corridor).
+    ttc: bool = True
+    # TTC only after this much observed history (seconds between first and last detection).
+    ttc_min_history_s: float = 0.5
+    # Time constant of the moving average of the expansion rate. Higher: steadier, slower to react.
+    ttc_smoothing_s: float = 0.3
+    # Expansion slower than 1 / ttc_max_s (static, receding) gives NaN.
+    ttc_max_s: float = 60.0
+    # Camera height above the road in metres (a car dashcam about 1.3; KITTI 1.65).
+    camera_height_m: float = 1.3
+    # Half-width of the ego corridor in metres (1.75: a 3.5 m lane).
+    path_half_width_m: float = 1.75
+    # Horizon row as a fraction of the frame height; null: estimated online from
+    # boxes of class horizon_class_id (similar-height objects on the road), and
+    # horizon_fallback_frac until the estimate exists.
+    horizon_frac: float | None = None
+    horizon_class_id: int = 2
+    horizon_fallback_frac: float = 0.5
+    # Straight ahead as a fraction of the frame width (0.5: the image centre).
+    ahead_frac: float = 0.5
+
     # --- Kalman filter (constant velocity in box space) ---------------------
     # State parameterisation: "cxcywh" (centre, width, height) or "xyxy" (corners:
     # an edge pinned at the image border while the other moves is linear here).
@@ -207,6 +231,14 @@ class TrackerConfig:
         need(self.coast_max_vel_change >= 0, "coast_max_vel_change must be >= 0")
         for name in ("meas_noise", "accel_noise_pos", "accel_noise_size", "init_vel_std"):
             need(getattr(self, name) > 0, f"{name} must be > 0")
+        need(self.ttc_min_history_s >= 0, "ttc_min_history_s must be >= 0")
+        need(self.ttc_smoothing_s >= 0, "ttc_smoothing_s must be >= 0")
+        need(self.ttc_max_s > 0, "ttc_max_s must be > 0")
+        need(self.camera_height_m > 0, "camera_height_m must be > 0")
+        need(self.path_half_width_m > 0, "path_half_width_m must be > 0")
+        need(self.horizon_frac is None or 0.0 <= self.horizon_frac < 1.0, "horizon_frac must be in [0, 1) or null")
+        need(0.0 <= self.horizon_fallback_frac < 1.0, "horizon_fallback_frac must be in [0, 1)")
+        need(0.0 <= self.ahead_frac <= 1.0, "ahead_frac must be in [0, 1]")
         need(self.cmc_max_width >= 64, f"cmc_max_width {self.cmc_max_width} must be >= 64")
         need(self.cmc_max_corners >= 8, f"cmc_max_corners {self.cmc_max_corners} must be >= 8")
         need(self.cmc_min_inliers >= 3, f"cmc_min_inliers {self.cmc_min_inliers} must be >= 3")

@@ -36,7 +36,7 @@ from .cmc import CameraMotion, warp_states
 from .config import TrackerConfig
 from .kalman import DIM, BoxKalman, state_box_to_xyxy, xyxy_to_state_box
 from .passes import AssociationPasses
-from . import trust
+from . import trust, ttc
 
 _SAME_TIME = 1e-9
 
@@ -74,7 +74,7 @@ class _Tracks:
     """Struct of arrays for all live tracks (row i is one track)."""
 
     FIELDS = ("id", "cls", "score", "hits", "confirmed", "t_obs", "z_obs", "x", "P", "x_obs", "P_obs",
-              "t_first", "z_first")
+              "t_first", "z_first", "rate")
 
     def __init__(self) -> None:
         self.id = np.zeros(0, np.int64)
@@ -90,6 +90,7 @@ class _Tracks:
         self.P_obs = np.zeros((0, 3, DIM))
         self.t_first = np.zeros(0)                    # time of the first detection
         self.z_first = np.zeros((0, 4))               # first detection, xyxy
+        self.rate = np.zeros(0)                       # smoothed expansion rate (1/s), NaN at birth
 
     def __len__(self) -> int:
         return len(self.id)
@@ -135,6 +136,7 @@ class KalmanTracker(AssociationPasses):
         self._times: list[float] = []                 # recent frame timestamps (for re-updates)
         self._extent = np.array([np.inf, np.inf, -np.inf, -np.inf])   # x1 y1 x2 y2 of the frame
         self.stats = TrackerStats()
+        self.horizon = ttc.HorizonEstimator()
         if self.cmc is not None:
             self.cmc.reset()
 
@@ -226,6 +228,11 @@ class KalmanTracker(AssociationPasses):
             tr.t_obs[ti] = timestamp
             tr.z_obs[ti] = det_xyxy[di]
             tr.confirmed[ti] |= tr.hits[ti] >= c.min_hits
+
+        if c.ttc and n_t:
+            tr.rate = ttc.smooth_rate(tr.rate, ttc.expansion_rate(tr.x, c.box_param), dt, c.ttc_smoothing_s)
+        if c.ttc and c.horizon_frac is None and self._extent[2] > self._extent[0] and len(detections):
+            self.horizon.add(det_xyxy[high & (det_cls == c.horizon_class_id)], self._extent[3])
 
         # output rows are gathered before removals and births change indices
         matched_now = np.zeros(n_t, bool)
@@ -335,6 +342,7 @@ class KalmanTracker(AssociationPasses):
         new.x_obs, new.P_obs = new.x.copy(), new.P.copy()
         new.t_first = new.t_obs.copy()
         new.z_first = new.z_obs.copy()
+        new.rate = np.full(n, np.nan)
         self.tracks.extend(new)
         self.stats.tracks_born += n
 
@@ -361,7 +369,23 @@ class KalmanTracker(AssociationPasses):
                 ok[ci] &= self._trusted(rows[ci], boxes[ci], age, ti, det_of_track, det_xyxy, score, ci)
             if np.count_nonzero(ok) < len(ok):
                 rows, boxes, score, coast = rows[ok], boxes[ok], score[ok], coast[ok]
-        return Detections(boxes, score, tr.cls[rows], tr.id[rows], coast)
+        if not c.ttc:
+            return Detections(boxes, score, tr.cls[rows], tr.id[rows], coast)
+        return Detections(boxes, score, tr.cls[rows], tr.id[rows], coast, self._ttc_columns(rows, boxes))
+
+    def _ttc_columns(self, rows, boxes) -> dict:
+        """ttc_s and in_path of the output ``rows`` (their emitted ``boxes``)."""
+        c, tr, e = self.config, self.tracks, self._extent
+        ttc_s = ttc.ttc_from_rate(tr.rate[rows], tr.t_obs[rows] - tr.t_first[rows], c.ttc_min_history_s, c.ttc_max_s)
+        if e[2] > e[0]:
+            frac = c.horizon_frac if c.horizon_frac is not None else np.nan
+            row = frac * e[3] if np.isfinite(frac) else self.horizon.row
+            if not np.isfinite(row):
+                row = c.horizon_fallback_frac * e[3]
+            path = ttc.in_path(boxes, row, c.ahead_frac * e[2], c.camera_height_m, c.path_half_width_m)
+        else:         # frame size unknown: no corridor
+            path = np.zeros(len(rows), bool)
+        return {"ttc_s": ttc_s, "in_path": path}
 
     def _trusted(self, rows, boxes, age, ti, det_of_track, det_xyxy, score, ci) -> np.ndarray:
         """Trust test of coasting ``rows`` (predicted ``boxes``); scales ``score[ci]`` in place."""
@@ -380,7 +404,10 @@ class KalmanTracker(AssociationPasses):
 
     def _newborn_output(self, n, xyxy, score, cls) -> Detections:
         ids = self.tracks.id[-n:]
-        return Detections(xyxy, score, cls, ids, np.zeros(n, bool))
+        cols = None
+        if self.config.ttc:
+            cols = self._ttc_columns(np.arange(len(self.tracks) - n, len(self.tracks)), xyxy)
+        return Detections(xyxy, score, cls, ids, np.zeros(n, bool), cols)
 
     @staticmethod
     def _warp_xyxy(xyxy: np.ndarray, A: np.ndarray) -> np.ndarray:

@@ -1,0 +1,125 @@
+"""Time-to-contact and in-path per track, without camera calibration.
+
+Time-to-contact (TTC) from scale change: an object at distance Z closing at
+-dZ/dt has an image size s proportional to 1/Z, so ``s / (ds/dt) = Z / (-dZ/dt)``:
+the seconds until contact at the current closing rate.  The size is the box
+height of the Kalman filter's state (a car's image height does not change
+when it turns, its width does), and its rate the filter's; the expansion rate
+``(dh/dt) / h`` is smoothed further per track with an exponential moving
+average (time constant ``ttc_smoothing_s``) so the value does not flicker.
+Causal: only past frames enter.  NaN while the track has less than
+``ttc_min_history_s`` of observed history, and when receding or static
+(expansion rate <= 1 / ``ttc_max_s``).
+
+In-path: a box's ground contact point (bottom centre, pixel ``u, v``) is in
+the ego corridor when ``|u - u0| * H / (v - v_h) <= half_width``: with the
+horizon row ``v_h``, straight ahead at column ``u0`` (the image centre) and the
+camera ``H`` metres above the ground, a ground point ``v - v_h`` pixels below
+the horizon is at distance ``Z = f H / (v - v_h)`` and its lateral offset is
+``X = (u - u0) Z / f``; the focal length ``f`` cancels.  The horizon is
+estimated online (``HorizonEstimator``) unless the config gives it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .kalman import DIM
+
+
+def expansion_rate(x: np.ndarray, param: str) -> np.ndarray:
+    """(N,) (dh/dt) / h in 1/s from filter states x (N, 8); h at least 1 px."""
+    if param == "xyxy":
+        h = x[:, 3] - x[:, 1]
+        dh = x[:, DIM + 3] - x[:, DIM + 1]
+    else:
+        h, dh = x[:, 3], x[:, DIM + 3]
+    return dh / np.maximum(h, 1.0)
+
+
+def smooth_rate(prev: np.ndarray, now: np.ndarray, dt: float, tau: float) -> np.ndarray:
+    """Exponential moving average with time constant ``tau`` seconds; NaN ``prev`` starts at ``now``."""
+    if tau <= 0 or dt <= 0:
+        return np.where(np.isnan(prev), now, prev) if dt <= 0 else now
+    a = 1.0 - np.exp(-dt / tau)
+    return np.where(np.isnan(prev), now, prev + a * (now - prev))
+
+
+def ttc_from_rate(rate: np.ndarray, history: np.ndarray, min_history: float, max_ttc: float) -> np.ndarray:
+    """(N,) seconds to contact; NaN when receding / static (rate <= 1/max_ttc) or history too short."""
+    ok = (rate > 1.0 / max_ttc) & (history >= min_history - 1e-9)
+    out = np.full(len(rate), np.nan)
+    out[ok] = 1.0 / rate[ok]
+    return out
+
+
+def in_path(xyxy: np.ndarray, horizon_row: float, centre_col: float, camera_height: float,
+            half_width: float) -> np.ndarray:
+    """(N,) bool: the bottom centre of each box lies in the corridor ``|X| <= half_width`` metres."""
+    if len(xyxy) == 0 or not np.isfinite(horizon_row):
+        return np.zeros(len(xyxy), bool)
+    u = 0.5 * (xyxy[:, 0] + xyxy[:, 2])
+    below = xyxy[:, 3] - horizon_row
+    lateral = np.abs(u - centre_col) * camera_height / np.maximum(below, 1e-9)
+    return (below > 1.0) & (lateral <= half_width)
+
+
+class HorizonEstimator:
+    """Horizon row from boxes of objects of similar real height standing on a flat road.
+
+    For such objects the image height grows linearly with the distance of the
+    box bottom below the horizon: ``h = k (v - v_h)`` with ``k`` = object height /
+    camera height.  A least-squares line ``h = a v + b`` over the last ``window``
+    boxes gives ``v_h = -b / a``; two rounds drop points with residuals over 2.5
+    robust standard deviations (occluded or truncated boxes, other vehicle
+    kinds).  ``row`` is NaN until ``min_points`` boxes spread over at least
+    ``min_spread`` of the frame height were seen, or when the fit is implausible
+    (slope not in (0.2, 3), horizon outside the frame).
+    """
+
+    def __init__(self, window: int = 600, min_points: int = 30, min_spread: float = 0.1, refit_every: int = 10):
+        self.window, self.min_points, self.min_spread, self.refit_every = window, min_points, min_spread, refit_every
+        self.reset()
+
+    def reset(self) -> None:
+        self._v = np.zeros(self.window)
+        self._h = np.zeros(self.window)
+        self._n = 0             # points stored so far (ring buffer position = n % window)
+        self._since_fit = 0
+        self.row = float("nan")
+
+    def add(self, xyxy: np.ndarray, frame_height: float) -> None:
+        """Feed detected boxes (not touching the frame's top or bottom edge); refits now and then."""
+        if len(xyxy) == 0:
+            return
+        keep = (xyxy[:, 1] > 1.0) & (xyxy[:, 3] < frame_height - 1.0)
+        v, h = xyxy[keep, 3], xyxy[keep, 3] - xyxy[keep, 1]
+        if len(v) > self.window:
+            v, h = v[-self.window:], h[-self.window:]
+        at = (self._n + np.arange(len(v))) % self.window
+        self._v[at], self._h[at] = v, h
+        self._n += len(v)
+        self._since_fit += 1
+        if self._since_fit >= self.refit_every:
+            self._since_fit = 0
+            self.row = self.fit(frame_height)
+
+    def fit(self, frame_height: float) -> float:
+        m = min(self._n, self.window)
+        if m < self.min_points:
+            return float("nan")
+        v, h = self._v[:m], self._h[:m]
+        if np.ptp(v) < self.min_spread * frame_height:
+            return float("nan")
+        keep = np.ones(m, bool)
+        for _ in range(3):
+            a, b = np.polyfit(v[keep], h[keep], 1)
+            res = h - (a * v + b)
+            scale = 1.4826 * np.median(np.abs(res[keep])) + 1e-6
+            new = np.abs(res) <= 2.5 * scale
+            if np.count_nonzero(new) < self.min_points // 2:
+                break
+            keep = new
+        if not 0.2 < a < 3.0:
+            return float("nan")
+        row = -b / a
+        return float(row) if 0.0 <= row < frame_height else float("nan")
