@@ -376,7 +376,8 @@ class KalmanTracker(AssociationPasses):
     def _ttc_columns(self, rows, boxes) -> dict:
         """ttc_s and in_path of the output ``rows`` (their emitted ``boxes``)."""
         c, tr, e = self.config, self.tracks, self._extent
-        ttc_s = ttc.ttc_from_rate(tr.rate[rows], tr.t_obs[rows] - tr.t_first[rows], c.ttc_min_history_s, c.ttc_max_s)
+        ttc_s = ttc.ttc_from_rate(tr.rate[rows], tr.t_obs[rows] - tr.t_first[rows], c.ttc_min_history_s, c.ttc_max_s,
+                                  c.ttc_lag_s)
         if e[2] > e[0]:
             frac = c.horizon_frac if c.horizon_frac is not None else np.nan
             row = frac * e[3] if np.isfinite(frac) else self.horizon.row

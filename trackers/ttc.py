@@ -7,6 +7,9 @@ height of the Kalman filter's state (a car's image height does not change
 when it turns, its width does), and its rate the filter's; the expansion rate
 ``(dh/dt) / h`` is smoothed further per track with an exponential moving
 average (time constant ``ttc_smoothing_s``) so the value does not flicker.
+Both the filter and the average lag: at a constant closing speed the true TTC
+falls by one second per second and ``1 / rate`` reads it ``ttc_lag_s`` late,
+so that much is subtracted.
 Causal: only past frames enter.  NaN while the track has less than
 ``ttc_min_history_s`` of observed history, and when receding or static
 (expansion rate <= 1 / ``ttc_max_s``).
@@ -44,11 +47,13 @@ def smooth_rate(prev: np.ndarray, now: np.ndarray, dt: float, tau: float) -> np.
     return np.where(np.isnan(prev), now, prev + a * (now - prev))
 
 
-def ttc_from_rate(rate: np.ndarray, history: np.ndarray, min_history: float, max_ttc: float) -> np.ndarray:
-    """(N,) seconds to contact; NaN when receding / static (rate <= 1/max_ttc) or history too short."""
+def ttc_from_rate(rate: np.ndarray, history: np.ndarray, min_history: float, max_ttc: float,
+                  lag: float = 0.0) -> np.ndarray:
+    """(N,) seconds to contact, ``1 / rate - lag`` (at least 0.1 s); NaN when receding / static
+    (rate <= 1/max_ttc) or the history is too short."""
     ok = (rate > 1.0 / max_ttc) & (history >= min_history - 1e-9)
     out = np.full(len(rate), np.nan)
-    out[ok] = 1.0 / rate[ok]
+    out[ok] = np.maximum(1.0 / rate[ok] - lag, 0.1)
     return out
 
 
