@@ -30,8 +30,8 @@ def approaching(t, z0, vz, cx=621.0, bottom_below=60.0, height_m=1.5, f=700.0, c
 
 
 def growing(t, s0, rate, cx=621.0, bottom=300.0):
-    """A box whose height grows linearly: s0 + rate * t pixels (TTC = s / (ds/dt))."""
-    h = s0 + rate * t
+    """A box whose height grows at a known relative rate: s0 * exp(rate * t) (TTC = s / (ds/dt) = 1 / rate)."""
+    h = s0 * np.exp(rate * t)
     return (cx - 0.6 * h, bottom - h, cx + 0.6 * h, bottom)
 
 
@@ -49,13 +49,14 @@ def ttc_series(z0, vz, n=25, cfg=None, box=None):
 LAG = {"ttc_lag_s": 0.42}     # the lag measured on these closing cars (see TrackerConfig.ttc_lag_s)
 TTC_CASES = [
     # name, z0 (m), vz (m/s), config, frame, expected TTC (s) or None for NaN / "large" for > 30 s
-    ("box_growing_20_px_per_s_after_0_5s", None, (40.0, 20.0), {}, 5, (40.0 + 20.0 * 0.5) / 20.0),
-    ("box_growing_60_px_per_s_after_1s", None, (30.0, 60.0), {}, 10, (30.0 + 60.0 * 1.0) / 60.0),
+    ("box_growing_at_0_5_per_s_after_0_5s", None, (40.0, 0.5), {}, 5, 2.0),
+    ("box_growing_at_0_25_per_s_after_1s", None, (40.0, 0.25), {}, 10, 4.0),
+    ("box_growing_at_1_per_s_after_1s", None, (20.0, 1.0), {}, 10, 1.0),
     ("closing_10_mps_from_40m_after_1s", 40.0, -10.0, LAG, 10, (40.0 - 10.0 * 1.0) / 10.0),
     ("closing_5_mps_from_20m_after_1_5s", 20.0, -5.0, LAG, 15, (20.0 - 5.0 * 1.5) / 5.0),
     ("closing_15_mps_from_50m_after_2s", 50.0, -15.0, LAG, 20, (50.0 - 15.0 * 2.0) / 15.0),
     ("receding_is_nan", 20.0, 5.0, {}, 15, None),
-    ("shrinking_box_is_nan", None, (80.0, -20.0), {}, 15, None),
+    ("shrinking_box_is_nan", None, (80.0, -0.3), {}, 15, None),
     ("static_is_nan_or_large", 20.0, 0.0, {}, 15, "large"),
     ("too_new_is_nan", 40.0, -10.0, {}, 3, None),
 ]
@@ -63,7 +64,7 @@ TTC_CASES = [
 
 @pytest.mark.parametrize("name,z0,vz,cfg,frame,expect", TTC_CASES, ids=[c[0] for c in TTC_CASES])
 def test_ttc(name, z0, vz, cfg, frame, expect):
-    if z0 is None:        # vz holds (initial height px, growth px/s)
+    if z0 is None:        # vz holds (initial height px, relative growth rate 1/s)
         got = ttc_series(0, 0, cfg=TrackerConfig(**cfg), box=lambda t: growing(t, *vz))[frame]
     else:
         got = ttc_series(z0, vz, cfg=TrackerConfig(**cfg))[frame]
