@@ -36,6 +36,11 @@ def _open_for_writing(path: str, what: str):
 
 
 # -- drawing ---------------------------------------------------------------------
+def track_color(key: int) -> tuple[int, int, int]:
+    """The colour a track id is drawn in (boxes and trails)."""
+    return _color(key)
+
+
 def _color(key: int) -> tuple[int, int, int]:
     """A stable, saturated BGR colour per class or track id."""
     hue = (key * 47) % 180
@@ -55,8 +60,18 @@ def _dashed_rect(img: np.ndarray, p1, p2, color, thickness: int = 1, dash: int =
         cv2.line(img, (x2, y), (x2, min(y + dash, y2)), color, thickness)
 
 
-def draw_detections(img: np.ndarray, dets: Detections, class_names: Sequence[str]) -> np.ndarray:
-    """Draw boxes in place: class, score and track id; coasted boxes dashed and marked."""
+WARN_COLOR = (0, 0, 255)      # BGR red: an in-path track closer than the TTC warning threshold
+
+
+def draw_detections(img: np.ndarray, dets: Detections, class_names: Sequence[str],
+                    ttc_warn_s: float = 2.0) -> np.ndarray:
+    """Draw boxes in place: class, score and track id; coasted boxes dashed and marked.
+
+    With the tracker's ``ttc_s`` / ``in_path`` columns, in-path tracks show their
+    time-to-contact and are drawn in the warning colour below ``ttc_warn_s``.
+    """
+    cols = dets.columns or {}
+    ttc, path = cols.get("ttc_s"), cols.get("in_path")
     for i in range(len(dets)):
         x1, y1, x2, y2 = (int(round(v)) for v in dets.xyxy[i])
         cid = int(dets.class_id[i])
@@ -67,6 +82,10 @@ def draw_detections(img: np.ndarray, dets: Detections, class_names: Sequence[str
         label = f"{name} {dets.score[i]:.2f}"
         if dets.track_id is not None:
             label = f"#{int(dets.track_id[i])} " + label
+        if ttc is not None and path is not None and path[i] and np.isfinite(ttc[i]):
+            label += f" TTC {float(ttc[i]):.1f}s"
+            if ttc[i] < ttc_warn_s:
+                color = WARN_COLOR
         if coasted:
             _dashed_rect(img, (x1, y1), (x2, y2), color, 2)
             label += " (coast)"

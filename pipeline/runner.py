@@ -19,11 +19,12 @@ from .config import AppConfig
 from .detector import Detector
 from .display import Preview, display_available
 from .onnx_detector import build_detector
-from .outputs import JsonlWriter, MotWriter, VideoWriter, draw_detections, draw_hud
+from .outputs import JsonlWriter, MotWriter, VideoWriter, draw_detections, draw_hud, track_color
 from .records import Packet
 from .sources import Source, open_source
 from .stages import END, Chain, StageSpec
 from .stats import Stats
+from .trails import Trails
 
 
 def build_tracker(cfg: AppConfig):
@@ -61,6 +62,13 @@ class Runner:
             policy = "drop_oldest" if self.source.live else "block"
         self.policy = policy
         self.show = self._want_window()
+        self.health = None
+        if self.tracker is not None:
+            from trackers.health import TrackHealth
+
+            tcfg = getattr(self.tracker, "config", None)
+            self.health = TrackHealth(end_after_s=getattr(tcfg, "max_coast_seconds", 1.5))
+        self.trails = Trails(cfg.output.trail_seconds) if cfg.output.trails else None
         self.stages = self._build_stages()
         self.source.on_warning = lambda message: print(f"warning: {message}", file=self.log, flush=True)
 
@@ -118,8 +126,12 @@ class Runner:
         if self.tracker is not None:
             tracker = self.tracker
 
+            health = self.health
+
             def track(p: Packet) -> Packet:
-                return dataclasses.replace(p, detections=tracker.update(p.detections, p.frame.timestamp, p.frame.image))
+                out = tracker.update(p.detections, p.frame.timestamp, p.frame.image)
+                health.update(out, p.frame.timestamp)
+                return dataclasses.replace(p, detections=out)
 
             stages.append(StageSpec("track", track))
         stages.append(StageSpec("output", self._output, close=self._close_outputs))
@@ -128,8 +140,13 @@ class Runner:
     def _output(self, p: Packet) -> Any:
         frame, dets = p.frame, p.detections
         annotated = None
+        if self.trails is not None:
+            self.trails.update(dets, frame.timestamp)
         if self.video is not None or self.show:
-            annotated = draw_detections(frame.image.copy(), dets, self.detector.class_names)
+            annotated = frame.image.copy()
+            if self.trails is not None:
+                self.trails.draw(annotated, track_color)
+            annotated = draw_detections(annotated, dets, self.detector.class_names, self.cfg.output.ttc_warn_s)
         if self.video is not None:
             self.video.write(annotated, frame.timestamp)
         if self.jsonl is not None:
@@ -235,6 +252,8 @@ class Runner:
         report["drop_policy"] = self.policy
         report["gaps"] = list(getattr(self.source, "gaps", []))
         report["warnings"] = list(getattr(self.source, "warnings", []))
+        if self.health is not None:
+            report["tracking"] = self.health.report(getattr(self.tracker, "stats", None))
         if self.cfg.output.stats_json:
             Path(self.cfg.output.stats_json).write_text(json.dumps(report, indent=2) + "\n")
         self.report = report
@@ -261,6 +280,10 @@ class Runner:
     def _hud(self, fps: int, paused: bool) -> list[str]:
         lat = self.stats.recent_latency_ms()
         lines = [f"{fps} FPS  latency {lat:.0f} ms  dropped {self.stats.dropped}" if lat is not None else f"{fps} FPS"]
+        if self.cfg.output.hud_health and self.health is not None:
+            h = self.health.report(getattr(self.tracker, "stats", None))
+            lines.append(f"tracks {h['born_per_min']:.0f}/min  churn {h['id_churn_per_min']:.0f}/min  "
+                         f"coasted {100 * h['coasted_share']:.0f}%")
         if paused:
             lines.append("PAUSED (space resumes)")
         return lines

@@ -123,6 +123,10 @@ def format_table(report: dict) -> str:
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))) for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     drops = ", ".join(f"{k}: {v}" for k, v in sorted(report["dropped"].items())) or "none"
+    if report.get("tracking"):
+        from trackers.health import format_health
+
+        lines.append(format_health(report["tracking"]))
     lines.append(
         f"frames in {report['frames_in']}, out {report['frames_out']}, dropped {sum(report['dropped'].values())} ({drops}); "
         f"{report['fps']:.1f} FPS over {report['wall_s']:.2f} s, {report['cpu_ms_per_frame']:.1f} CPU-ms/frame"
