@@ -15,8 +15,9 @@ Per frame, in this order:
 7. lifecycle: tentative tracks that missed are removed, coasting tracks older
    than max_coast_seconds are removed, unmatched strong detections are born;
 8. output: confirmed tracks matched this frame (the detection's box, class and
-   score) and coasting ones (predicted box, ``coasted=True``, score decayed by
-   ``coast_score_half_life_s``).
+   score) and coasting ones whose prediction is trusted (``trust.py``: predicted
+   box, ``coasted=True``, decaying score), each with the columns ``ttc_s`` and
+   ``in_path`` (``ttc.py``) unless ``ttc`` is off.
 
 Lifecycle: tentative -> confirmed (min_hits) -> coasting -> recovered -> removed.
 All track state lives in arrays, so cost grows slowly with the track count.
@@ -113,10 +114,14 @@ class KalmanTracker(AssociationPasses):
     - tracks matched this frame: the detection's box (or the filtered box when
       ``emit_detection_box`` is off), class and score, ``coasted=False``;
     - coasting tracks (no detection this frame, last one at most
-      ``emit_coast_seconds`` ago): the predicted box, ``coasted=True``, the last
-      detection score times 0.5 ** (coast time / ``coast_score_half_life_s``).
+      ``emit_coast_seconds`` ago) whose prediction passes ``trust.coast_trust``
+      (all of them with ``coast_trust`` off): the predicted box, ``coasted=True``,
+      the last detection score times 0.5 ** (coast time / ``coast_score_half_life_s``)
+      (times the trust factor).
+    With ``ttc`` on, ``columns`` holds ``ttc_s`` (float, NaN when unknown) and
+    ``in_path`` (bool; False while the frame size is unknown).
     ``image`` (BGR uint8) is used only for camera-motion compensation and the
-    frame extent. ``stats`` holds timings (µs per update, CMC ms per call and
+    frame extent (``set_frame_size`` gives the extent without images). ``stats`` holds timings (µs per update, CMC ms per call and
     fallbacks) and counts (births, recoveries, relinks).
     """
 
@@ -366,38 +371,18 @@ class KalmanTracker(AssociationPasses):
             ok = live | ((boxes[:, 2] - boxes[:, 0] > 1.0) & (boxes[:, 3] - boxes[:, 1] > 1.0))
             if c.coast_trust:        # nor one whose prediction is not trusted (trust.py)
                 ci = coast.nonzero()[0]
-                ok[ci] &= self._trusted(rows[ci], boxes[ci], age, ti, det_of_track, det_xyxy, score, ci)
+                cover = det_xyxy[det_of_track[ti]] if len(ti) else np.zeros((0, 4))
+                rc = rows[ci]
+                trusted, factor = trust.coast_trust_rows(c, tr, rc, boxes[ci], age[rc], cover,
+                                                         self._visible_fraction(boxes[ci]))
+                ok[ci] &= trusted
+                score[ci] = tr.score[rc] * factor
             if np.count_nonzero(ok) < len(ok):
                 rows, boxes, score, coast = rows[ok], boxes[ok], score[ok], coast[ok]
         if not c.ttc:
             return Detections(boxes, score, tr.cls[rows], tr.id[rows], coast)
-        return Detections(boxes, score, tr.cls[rows], tr.id[rows], coast, self._ttc_columns(rows, boxes))
-
-    def _ttc_columns(self, rows, boxes) -> dict:
-        """ttc_s and in_path of the output ``rows`` (their emitted ``boxes``)."""
-        c, tr, e = self.config, self.tracks, self._extent
-        ttc_s = ttc.ttc_from_rate(tr.rate[rows], tr.t_obs[rows] - tr.t_first[rows], c.ttc_min_history_s, c.ttc_max_s,
-                                  c.ttc_lag_s)
-        if e[2] > e[0]:
-            frac = c.horizon_frac if c.horizon_frac is not None else np.nan
-            row = frac * e[3] if np.isfinite(frac) else self.horizon.row
-            if not np.isfinite(row):
-                row = c.horizon_fallback_frac * e[3]
-            path = ttc.in_path(boxes, row, c.ahead_frac * e[2], c.camera_height_m, c.path_half_width_m)
-        else:         # frame size unknown: no corridor
-            path = np.zeros(len(rows), bool)
-        return {"ttc_s": ttc_s, "in_path": path}
-
-    def _trusted(self, rows, boxes, age, ti, det_of_track, det_xyxy, score, ci) -> np.ndarray:
-        """Trust test of coasting ``rows`` (predicted ``boxes``); scales ``score[ci]`` in place."""
-        tr = self.tracks
-        cover = det_xyxy[det_of_track[ti]] if len(ti) else np.zeros((0, 4))
-        ok, factor = trust.coast_trust(
-            self.config, unseen=age[rows], history=tr.t_obs[rows] - tr.t_first[rows], pos_var=tr.P[rows, 0],
-            pred=boxes, x_obs=tr.x_obs[rows], z_first=tr.z_first[rows], z_obs=tr.z_obs[rows],
-            inside=self._visible_fraction(boxes), cover=cover)
-        score[ci] = tr.score[rows] * factor
-        return ok
+        return Detections(boxes, score, tr.cls[rows], tr.id[rows], coast,
+                          ttc.track_columns(c, tr, rows, boxes, self._extent, self.horizon.row))
 
     def set_frame_size(self, width: int, height: int) -> None:
         """The frame extent when ``update`` gets no image (evaluation on detections only)."""
@@ -407,7 +392,8 @@ class KalmanTracker(AssociationPasses):
         ids = self.tracks.id[-n:]
         cols = None
         if self.config.ttc:
-            cols = self._ttc_columns(np.arange(len(self.tracks) - n, len(self.tracks)), xyxy)
+            rows = np.arange(len(self.tracks) - n, len(self.tracks))
+            cols = ttc.track_columns(self.config, self.tracks, rows, xyxy, self._extent, self.horizon.row)
         return Detections(xyxy, score, cls, ids, np.zeros(n, bool), cols)
 
     @staticmethod

@@ -71,3 +71,11 @@ def coast_trust(config, *, unseen, history, pos_var, pred, x_obs, z_first, z_obs
     left = np.clip(1.0 - unseen / np.maximum(allowed, 1e-9), 0.0, 1.0)
     factor = 0.5 ** (unseen / c.coast_score_half_life_s) * (0.5 + 0.5 * left)
     return ok, factor
+
+
+def coast_trust_rows(config, tracks, rows, boxes, unseen, cover, inside):
+    """``coast_trust`` for track rows ``rows`` of the tracker's struct of arrays ``tracks``
+    (predicted ``boxes``, ``unseen`` seconds); returns (ok, factor)."""
+    return coast_trust(config, unseen=unseen, history=tracks.t_obs[rows] - tracks.t_first[rows],
+                       pos_var=tracks.P[rows, 0], pred=boxes, x_obs=tracks.x_obs[rows],
+                       z_first=tracks.z_first[rows], z_obs=tracks.z_obs[rows], inside=inside, cover=cover)

@@ -68,6 +68,24 @@ def in_path(xyxy: np.ndarray, horizon_row: float, centre_col: float, camera_heig
     return (below > 1.0) & (lateral <= half_width)
 
 
+def track_columns(config, tracks, rows, boxes, extent, estimated_row: float) -> dict:
+    """``ttc_s`` and ``in_path`` of the tracker's rows ``rows`` (emitted ``boxes``); ``extent``:
+    the frame's x1 y1 x2 y2 (no corridor while unknown); ``estimated_row``: the horizon estimate."""
+    c = config
+    ttc_s = ttc_from_rate(tracks.rate[rows], tracks.t_obs[rows] - tracks.t_first[rows], c.ttc_min_history_s,
+                          c.ttc_max_s, c.ttc_lag_s)
+    if extent[2] <= extent[0]:
+        return {"ttc_s": ttc_s, "in_path": np.zeros(len(rows), bool)}
+    if c.horizon_frac is not None:
+        row = c.horizon_frac * extent[3]
+    elif np.isfinite(estimated_row):
+        row = estimated_row
+    else:
+        row = c.horizon_fallback_frac * extent[3]
+    return {"ttc_s": ttc_s, "in_path": in_path(boxes, row, c.ahead_frac * extent[2], c.camera_height_m,
+                                               c.path_half_width_m)}
+
+
 class HorizonEstimator:
     """Horizon row from boxes of objects of similar real height standing on a flat road.
 
