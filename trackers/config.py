@@ -135,12 +135,12 @@ class TrackerConfig:
     coast_unseen_ratio: float = 0.3
     # Predicted position std (mean of the 4 box components) above this many box
     # sizes: the prediction is a guess and is not emitted.
-    coast_max_pos_std: float = 0.15
+    coast_max_pos_std: float = 0.2
     # Share of the predicted box that must lie inside the frame (frame size known).
     coast_min_inside: float = 0.9
     # Not emitted when more than this share of the box lies under a box matched this
     # frame (hidden behind it, or the prediction slid onto another car). 1 disables.
-    coast_max_covered: float = 0.5
+    coast_max_covered: float = 0.8
     # Not emitted when the velocity at the last detection differs from the average
     # velocity over the track's life by more than this many box sizes per second. 0 disables.
     coast_max_vel_change: float = 0.5
