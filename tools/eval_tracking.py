@@ -12,11 +12,11 @@ Trackers are called every frame with timestamp frame / 10 s.
 
 Coasted boxes: "ours" is scored on the boxes backed by a detection this frame
 (``coasted == False``), like every peer's output; "ours-with-coasted" scores
-the same run with its coasted (predicted, flagged) boxes included.  Measured on
-the 16 sequences: every coasted-emission horizon from 0.1 s to 1.5 s lowered
-HOTA (most coasted boxes fall where KITTI has no labelled object: cars gone
-out of view, fully occluded, or detector false positives), so the headline
-row leaves them out; keeping the id through the gap is what counts for IDSW.
+the same run with its coasted (predicted, flagged) boxes included -- those the
+trust policy lets through (``trackers/trust.py``; before it, every coasted box
+within the emission horizon lowered HOTA by 6-7 points, most of them ghosts of
+cars gone from view).  Ours is given each sequence's image size
+(``kitti.frame_size``), as the pipeline knows it from the images.
 ``--explain-idsw`` classifies each of ours' ID switches by cause (see
 ``trackers/eval/idsw.py``) and prints the counts per setting; ``all`` also
 lists every switch with sequence and frame.
