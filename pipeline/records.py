@@ -100,7 +100,7 @@ class Detections:
                     value = value.reshape(-1)
                 if len(value) != n:
                     raise ValueError(f"Detections: xyxy has {n} rows but column {name} has {len(value)} entries")
-                cols[name] = _readonly(value.copy() if value.flags.writeable else value)
+                cols[name] = _readonly(value)       # like the other columns: frozen, not copied
             object.__setattr__(self, "columns", cols)
         else:
             object.__setattr__(self, "columns", None)

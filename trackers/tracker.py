@@ -142,6 +142,7 @@ class KalmanTracker(AssociationPasses):
         self._extent = np.array([np.inf, np.inf, -np.inf, -np.inf])   # x1 y1 x2 y2 of the frame
         self.stats = TrackerStats()
         self.horizon = ttc.HorizonEstimator()
+        self._inside: np.ndarray | None = None       # this frame's share of each predicted box in the frame
         if self.cmc is not None:
             self.cmc.reset()
 
@@ -236,7 +237,8 @@ class KalmanTracker(AssociationPasses):
 
         if c.ttc and n_t:
             tr.rate = ttc.smooth_rate(tr.rate, ttc.expansion_rate(tr.x, c.box_param), dt, c.ttc_smoothing_s)
-        if c.ttc and c.horizon_frac is None and self._extent[2] > self._extent[0] and len(detections):
+        if (c.ttc and c.horizon_frac is None and self._extent[2] > self._extent[0] and len(detections)
+                and self.horizon.wants_sample()):
             self.horizon.add(det_xyxy[high & (det_cls == c.horizon_class_id)], self._extent[3])
 
         # output rows are gathered before removals and births change indices
@@ -246,8 +248,10 @@ class KalmanTracker(AssociationPasses):
         det_of_track[ti] = di
         age = timestamp - tr.t_obs
         if self._extent[2] > self._extent[0]:    # frame size known (an image was given)
-            visible = matched_now | (self._visible_fraction(pred) >= c.min_visible_fraction)
+            self._inside = self._visible_fraction(pred)
+            visible = matched_now | (self._inside >= c.min_visible_fraction)
         else:
+            self._inside = None
             visible = np.ones(n_t, bool)
         emit = tr.confirmed & visible & (matched_now | (age <= c.emit_coast_seconds + _SAME_TIME))
         if c.emit_min_hits > c.min_hits:
@@ -373,8 +377,8 @@ class KalmanTracker(AssociationPasses):
                 ci = coast.nonzero()[0]
                 cover = det_xyxy[det_of_track[ti]] if len(ti) else np.zeros((0, 4))
                 rc = rows[ci]
-                trusted, factor = trust.coast_trust_rows(c, tr, rc, boxes[ci], age[rc], cover,
-                                                         self._visible_fraction(boxes[ci]))
+                inside = self._inside[rc] if self._inside is not None else None
+                trusted, factor = trust.coast_trust_rows(c, tr, rc, boxes[ci], age[rc], cover, inside)
                 ok[ci] &= trusted
                 score[ci] = tr.score[rc] * factor
             if np.count_nonzero(ok) < len(ok):

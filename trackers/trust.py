@@ -20,29 +20,30 @@ behind another one.  Each test uses only what the tracker knows (no ground truth
   is a guess).
 
 The emitted score is the last detection score times ``0.5 ** (unseen /
-coast_score_half_life_s)`` times ``(1 + share of the allowed unseen time left) / 2``,
+coast_score_half_life_s)`` times ``1 - unseen / (2 * allowed unseen time)``,
 so it decays to half of the plain decay where the box stops being emitted.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .kalman import DIM, box_size
-
-
-def _centres(xyxy: np.ndarray) -> np.ndarray:
-    return 0.5 * (xyxy[:, :2] + xyxy[:, 2:])
+from .kalman import DIM
 
 
 def covered_fraction(boxes: np.ndarray, cover: np.ndarray) -> np.ndarray:
-    """(N,) largest share of each box's area under any single box of ``cover`` (M, 4); 0 when M = 0."""
+    """(N,) largest share of each box's area under any single box of ``cover`` (M, 4); 0 when M = 0.
+
+    (Written out with few array operations: it runs every frame with coasting tracks.)
+    """
     if len(boxes) == 0 or len(cover) == 0:
         return np.zeros(len(boxes))
-    iw = np.minimum(boxes[:, None, 2], cover[None, :, 2]) - np.maximum(boxes[:, None, 0], cover[None, :, 0])
-    ih = np.minimum(boxes[:, None, 3], cover[None, :, 3]) - np.maximum(boxes[:, None, 1], cover[None, :, 1])
-    inter = np.maximum(iw, 0.0) * np.maximum(ih, 0.0)
-    area = np.maximum(boxes[:, 2] - boxes[:, 0], 1e-9) * np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9)
-    return inter.max(axis=1) / area
+    iw = np.minimum(boxes[:, 2:3], cover[:, 2]) - np.maximum(boxes[:, 0:1], cover[:, 0])
+    ih = np.minimum(boxes[:, 3:4], cover[:, 3]) - np.maximum(boxes[:, 1:2], cover[:, 1])
+    np.maximum(iw, 0.0, out=iw)
+    np.maximum(ih, 0.0, out=ih)
+    iw *= ih
+    own = np.maximum(boxes[:, 2] - boxes[:, 0], 1e-9) * np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9)
+    return np.max(iw, axis=1) / own
 
 
 def coast_trust(config, *, unseen, history, pos_var, pred, x_obs, z_first, z_obs, inside, cover):
@@ -51,25 +52,34 @@ def coast_trust(config, *, unseen, history, pos_var, pred, x_obs, z_first, z_obs
     unseen, history: (N,) seconds since the last detection / between the first and last one;
     pos_var: (N, 4) predicted variances of the box components; pred: (N, 4) predicted xyxy;
     x_obs: (N, 8) filter state right after the last detection; z_first, z_obs: (N, 4) first
-    and last detected boxes (xyxy); inside: (N,) share of the predicted box in the frame (1 when
-    unknown); cover: (M, 4) boxes matched this frame.
-    ok: emit the row; factor in [0, 1]: multiplies the last detection score.
+    and last detected boxes (xyxy); inside: (N,) share of the predicted box in the frame, or
+    None when the frame size is unknown; cover: (M, 4) boxes matched this frame.
+    ok: emit the row; factor in (0, 1]: multiplies the last detection score.
+    The cheap tests run first, the others only on the rows still trusted; written with few
+    array operations (it runs every frame that has coasting tracks).
     """
     c = config
     allowed = np.minimum(c.coast_unseen_ratio * history, c.emit_coast_seconds)
-    size = box_size(pred, "xyxy")
-    pos_std = np.sqrt(pos_var.mean(axis=1)) / size
-    ok = (unseen <= allowed + 1e-9) & (pos_std <= c.coast_max_pos_std) & (inside >= c.coast_min_inside)
-    if c.coast_max_covered < 1.0 and len(cover):
-        ok &= covered_fraction(pred, cover) <= c.coast_max_covered
-    if c.coast_max_vel_change > 0:
-        v_life = (_centres(z_obs) - _centres(z_first)) / np.maximum(history, 1e-9)[:, None]
-        vel = x_obs[:, DIM:]
-        v_obs = 0.5 * (vel[:, :2] + vel[:, 2:]) if c.box_param == "xyxy" else vel[:, :2]
-        change = np.hypot(*(v_obs - v_life).T) / box_size(z_obs, "xyxy")
-        ok &= change <= c.coast_max_vel_change
-    left = np.clip(1.0 - unseen / np.maximum(allowed, 1e-9), 0.0, 1.0)
-    factor = 0.5 ** (unseen / c.coast_score_half_life_s) * (0.5 + 0.5 * left)
+    ok = unseen <= allowed + 1e-9
+    # position std / box size <= limit, squared: mean variance <= limit^2 * w * h
+    var = pos_var[:, 0] + pos_var[:, 1] + pos_var[:, 2] + pos_var[:, 3]
+    ok &= var <= (4.0 * c.coast_max_pos_std ** 2) * (pred[:, 2] - pred[:, 0]) * (pred[:, 3] - pred[:, 1])
+    if inside is not None:
+        ok &= inside >= c.coast_min_inside
+    idx = ok.nonzero()[0]
+    if len(idx) and c.coast_max_covered < 1.0 and len(cover):
+        ok[idx] = covered_fraction(pred[idx], cover) <= c.coast_max_covered
+        idx = ok.nonzero()[0]
+    if len(idx) and c.coast_max_vel_change > 0:
+        zo = z_obs[idx]
+        moved = zo - z_first[idx]
+        v_life = (moved[:, :2] + moved[:, 2:]) * (0.5 / np.maximum(history[idx], 1e-9))[:, None]
+        vel = x_obs[idx, DIM:]
+        dv = (0.5 * (vel[:, :2] + vel[:, 2:]) if c.box_param == "xyxy" else vel[:, :2]) - v_life
+        size_sq = (zo[:, 2] - zo[:, 0]) * (zo[:, 3] - zo[:, 1])
+        ok[idx] = dv[:, 0] * dv[:, 0] + dv[:, 1] * dv[:, 1] <= c.coast_max_vel_change ** 2 * size_sq
+    # decays with the half-life, and to half of that where the allowed unseen time runs out
+    factor = np.exp2(unseen * (-1.0 / c.coast_score_half_life_s)) * (1.0 - 0.5 * unseen / np.maximum(allowed, 1e-9))
     return ok, factor
 
 

@@ -24,6 +24,8 @@ estimated online (``HorizonEstimator``) unless the config gives it.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .kalman import DIM
@@ -43,7 +45,7 @@ def smooth_rate(prev: np.ndarray, now: np.ndarray, dt: float, tau: float) -> np.
     """Exponential moving average with time constant ``tau`` seconds; NaN ``prev`` starts at ``now``."""
     if tau <= 0 or dt <= 0:
         return np.where(np.isnan(prev), now, prev) if dt <= 0 else now
-    a = 1.0 - np.exp(-dt / tau)
+    a = 1.0 - math.exp(-dt / tau)
     return np.where(np.isnan(prev), now, prev + a * (now - prev))
 
 
@@ -94,24 +96,34 @@ class HorizonEstimator:
     camera height.  A least-squares line ``h = a v + b`` over the last ``window``
     boxes gives ``v_h = -b / a``; two rounds drop points with residuals over 2.5
     robust standard deviations (occluded or truncated boxes, other vehicle
-    kinds).  ``row`` is NaN until ``min_points`` boxes spread over at least
-    ``min_spread`` of the frame height were seen, or when the fit is implausible
-    (slope not in (0.2, 3), horizon outside the frame).
+    kinds).  Boxes are sampled every ``sample_every``-th frame (cost; neighbouring
+    frames add little) and the line refitted every ``refit_every``-th sample.
+    ``row`` is NaN until ``min_points`` boxes spread over at least ``min_spread``
+    of the frame height were seen, or when the fit is implausible (slope not in
+    (0.2, 3), horizon outside the frame).
     """
 
-    def __init__(self, window: int = 600, min_points: int = 30, min_spread: float = 0.1, refit_every: int = 10):
-        self.window, self.min_points, self.min_spread, self.refit_every = window, min_points, min_spread, refit_every
+    def __init__(self, window: int = 600, min_points: int = 30, min_spread: float = 0.1,
+                 sample_every: int = 3, refit_every: int = 5):
+        self.window, self.min_points, self.min_spread = window, min_points, min_spread
+        self.sample_every, self.refit_every = sample_every, refit_every
         self.reset()
 
     def reset(self) -> None:
         self._v = np.zeros(self.window)
         self._h = np.zeros(self.window)
         self._n = 0             # points stored so far (ring buffer position = n % window)
+        self._calls = 0
         self._since_fit = 0
         self.row = float("nan")
 
+    def wants_sample(self) -> bool:
+        """True on every ``sample_every``-th call (the tracker then passes this frame's boxes to ``add``)."""
+        self._calls += 1
+        return self._calls % self.sample_every == 1 or self.sample_every == 1
+
     def add(self, xyxy: np.ndarray, frame_height: float) -> None:
-        """Feed detected boxes (not touching the frame's top or bottom edge); refits now and then."""
+        """Feed detected boxes (those touching the frame's top or bottom edge are skipped); refits now and then."""
         if len(xyxy) == 0:
             return
         keep = (xyxy[:, 1] > 1.0) & (xyxy[:, 3] < frame_height - 1.0)
@@ -131,18 +143,24 @@ class HorizonEstimator:
         if m < self.min_points:
             return float("nan")
         v, h = self._v[:m], self._h[:m]
-        if np.ptp(v) < self.min_spread * frame_height:
+        if v.max() - v.min() < self.min_spread * frame_height:
             return float("nan")
-        keep = np.ones(m, bool)
-        for _ in range(3):
-            a, b = np.polyfit(v[keep], h[keep], 1)
+        a, b = _line(v, h)
+        for _ in range(2):
             res = h - (a * v + b)
-            scale = 1.4826 * np.median(np.abs(res[keep])) + 1e-6
-            new = np.abs(res) <= 2.5 * scale
-            if np.count_nonzero(new) < self.min_points // 2:
+            keep = np.abs(res) <= 2.5 * (1.4826 * np.median(np.abs(res)) + 1e-6)
+            if np.count_nonzero(keep) < self.min_points // 2:
                 break
-            keep = new
+            a, b = _line(v[keep], h[keep])
         if not 0.2 < a < 3.0:
             return float("nan")
         row = -b / a
         return float(row) if 0.0 <= row < frame_height else float("nan")
+
+
+def _line(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Least-squares slope and intercept of y = a x + b."""
+    mx, my = x.mean(), y.mean()
+    dx = x - mx
+    a = float(dx @ (y - my)) / max(float(dx @ dx), 1e-12)
+    return a, float(my - a * mx)
