@@ -31,19 +31,24 @@ from .kalman import DIM
 
 
 def covered_fraction(boxes: np.ndarray, cover: np.ndarray) -> np.ndarray:
-    """(N,) largest share of each box's area under any single box of ``cover`` (M, 4); 0 when M = 0.
-
-    (Written out with few array operations: it runs every frame with coasting tracks.)
-    """
+    """(N,) largest share of each box's area under any single box of ``cover`` (M, 4); 0 when M = 0."""
     if len(boxes) == 0 or len(cover) == 0:
         return np.zeros(len(boxes))
-    iw = np.minimum(boxes[:, 2:3], cover[:, 2]) - np.maximum(boxes[:, 0:1], cover[:, 0])
-    ih = np.minimum(boxes[:, 3:4], cover[:, 3]) - np.maximum(boxes[:, 1:2], cover[:, 1])
+    return _covered(boxes.T.copy(), cover.T.copy())
+
+
+def _covered(bt: np.ndarray, ct: np.ndarray) -> np.ndarray:
+    """``covered_fraction`` on coordinate-major copies bt (4, N), ct (4, M): contiguous rows
+    (broadcasting strided column views costs several times more on small arrays)."""
+    iw = np.minimum.outer(bt[2], ct[2])
+    iw -= np.maximum.outer(bt[0], ct[0])
+    ih = np.minimum.outer(bt[3], ct[3])
+    ih -= np.maximum.outer(bt[1], ct[1])
     np.maximum(iw, 0.0, out=iw)
     np.maximum(ih, 0.0, out=ih)
     iw *= ih
-    own = np.maximum(boxes[:, 2] - boxes[:, 0], 1e-9) * np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9)
-    return np.max(iw, axis=1) / own
+    own = np.maximum((bt[2] - bt[0]) * (bt[3] - bt[1]), 1e-9)
+    return iw.max(axis=1) / own
 
 
 def coast_trust(config, *, unseen, history, pos_var, pred, x_obs, z_first, z_obs, inside, cover):
@@ -55,29 +60,33 @@ def coast_trust(config, *, unseen, history, pos_var, pred, x_obs, z_first, z_obs
     and last detected boxes (xyxy); inside: (N,) share of the predicted box in the frame, or
     None when the frame size is unknown; cover: (M, 4) boxes matched this frame.
     ok: emit the row; factor in (0, 1]: multiplies the last detection score.
-    The cheap tests run first, the others only on the rows still trusted; written with few
-    array operations (it runs every frame that has coasting tracks).
+    The cheap tests run first, the others only on the rows still trusted. Written on
+    coordinate-major copies with few array operations: it runs every frame that has coasting tracks.
     """
     c = config
     allowed = np.minimum(c.coast_unseen_ratio * history, c.emit_coast_seconds)
     ok = unseen <= allowed + 1e-9
+    pt = pred.T.copy()                                                    # (4, N)
     # position std / box size <= limit, squared: mean variance <= limit^2 * w * h
-    var = pos_var[:, 0] + pos_var[:, 1] + pos_var[:, 2] + pos_var[:, 3]
-    ok &= var <= (4.0 * c.coast_max_pos_std ** 2) * (pred[:, 2] - pred[:, 0]) * (pred[:, 3] - pred[:, 1])
+    ok &= pos_var.sum(axis=1) <= (4.0 * c.coast_max_pos_std ** 2) * (pt[2] - pt[0]) * (pt[3] - pt[1])
     if inside is not None:
         ok &= inside >= c.coast_min_inside
     idx = ok.nonzero()[0]
     if len(idx) and c.coast_max_covered < 1.0 and len(cover):
-        ok[idx] = covered_fraction(pred[idx], cover) <= c.coast_max_covered
+        ok[idx] = _covered(pt[:, idx], cover.T.copy()) <= c.coast_max_covered
         idx = ok.nonzero()[0]
     if len(idx) and c.coast_max_vel_change > 0:
-        zo = z_obs[idx]
-        moved = zo - z_first[idx]
-        v_life = (moved[:, :2] + moved[:, 2:]) * (0.5 / np.maximum(history[idx], 1e-9))[:, None]
-        vel = x_obs[idx, DIM:]
-        dv = (0.5 * (vel[:, :2] + vel[:, 2:]) if c.box_param == "xyxy" else vel[:, :2]) - v_life
-        size_sq = (zo[:, 2] - zo[:, 0]) * (zo[:, 3] - zo[:, 1])
-        ok[idx] = dv[:, 0] * dv[:, 0] + dv[:, 1] * dv[:, 1] <= c.coast_max_vel_change ** 2 * size_sq
+        zo = z_obs[idx].T.copy()                                          # (4, K)
+        zf = z_first[idx].T.copy()
+        vel = x_obs[idx, DIM:].T.copy()
+        scale = 0.5 / np.maximum(history[idx], 1e-9)
+        if c.box_param == "xyxy":
+            dx = 0.5 * (vel[0] + vel[2]) - (zo[0] + zo[2] - zf[0] - zf[2]) * scale
+            dy = 0.5 * (vel[1] + vel[3]) - (zo[1] + zo[3] - zf[1] - zf[3]) * scale
+        else:
+            dx = vel[0] - (zo[0] + zo[2] - zf[0] - zf[2]) * scale
+            dy = vel[1] - (zo[1] + zo[3] - zf[1] - zf[3]) * scale
+        ok[idx] = dx * dx + dy * dy <= c.coast_max_vel_change ** 2 * (zo[2] - zo[0]) * (zo[3] - zo[1])
     # decays with the half-life, and to half of that where the allowed unseen time runs out
     factor = np.exp2(unseen * (-1.0 / c.coast_score_half_life_s)) * (1.0 - 0.5 * unseen / np.maximum(allowed, 1e-9))
     return ok, factor
