@@ -38,17 +38,13 @@ def covered_fraction(boxes: np.ndarray, cover: np.ndarray) -> np.ndarray:
 
 
 def _covered(bt: np.ndarray, ct: np.ndarray) -> np.ndarray:
-    """``covered_fraction`` on coordinate-major copies bt (4, N), ct (4, M): contiguous rows
-    (broadcasting strided column views costs several times more on small arrays)."""
-    iw = np.minimum.outer(bt[2], ct[2])
-    iw -= np.maximum.outer(bt[0], ct[0])
-    ih = np.minimum.outer(bt[3], ct[3])
-    ih -= np.maximum.outer(bt[1], ct[1])
-    np.maximum(iw, 0.0, out=iw)
-    np.maximum(ih, 0.0, out=ih)
-    iw *= ih
+    """``covered_fraction`` on coordinate-major copies bt (4, N), ct (4, M) (contiguous rows:
+    broadcasting strided column views costs several times more on small arrays)."""
+    wh = np.minimum(bt[2:, :, None], ct[2:, None, :])          # (2, N, M): right, bottom
+    wh -= np.maximum(bt[:2, :, None], ct[:2, None, :])         # minus left, top: overlap w, h
+    np.maximum(wh, 0.0, out=wh)
     own = np.maximum((bt[2] - bt[0]) * (bt[3] - bt[1]), 1e-9)
-    return iw.max(axis=1) / own
+    return (wh[0] * wh[1]).max(axis=1) / own
 
 
 def coast_trust(config, *, unseen, history, pos_var, pred, x_obs, z_first, z_obs, inside, cover):
@@ -59,37 +55,44 @@ def coast_trust(config, *, unseen, history, pos_var, pred, x_obs, z_first, z_obs
     x_obs: (N, 8) filter state right after the last detection; z_first, z_obs: (N, 4) first
     and last detected boxes (xyxy); inside: (N,) share of the predicted box in the frame, or
     None when the frame size is unknown; cover: (M, 4) boxes matched this frame.
-    ok: emit the row; factor in (0, 1]: multiplies the last detection score.
-    The cheap tests run first, the others only on the rows still trusted. Written on
-    coordinate-major copies with few array operations: it runs every frame that has coasting tracks.
+    ok: (N,) bool, emit the row; factor (N,) in (0, 1]: multiplies the last detection score.
+
+    A frame has a few coasting rows, so the per-row tests run as Python arithmetic on
+    lists (each numpy call on a handful of values costs 1-2 µs here, the tracker's budget
+    is a few hundred); only the covered share, against every matched box, uses numpy, and
+    it runs last, on the rows still trusted.
     """
     c = config
-    allowed = np.minimum(c.coast_unseen_ratio * history, c.emit_coast_seconds)
-    ok = unseen <= allowed + 1e-9
-    pt = pred.T.copy()                                                    # (4, N)
-    # position std / box size <= limit, squared: mean variance <= limit^2 * w * h
-    ok &= pos_var.sum(axis=1) <= (4.0 * c.coast_max_pos_std ** 2) * (pt[2] - pt[0]) * (pt[3] - pt[1])
-    if inside is not None:
-        ok &= inside >= c.coast_min_inside
-    idx = ok.nonzero()[0]
-    if len(idx) and c.coast_max_covered < 1.0 and len(cover):
-        ok[idx] = _covered(pt[:, idx], cover.T.copy()) <= c.coast_max_covered
-        idx = ok.nonzero()[0]
-    if len(idx) and c.coast_max_vel_change > 0:
-        zo = z_obs[idx].T.copy()                                          # (4, K)
-        zf = z_first[idx].T.copy()
-        vel = x_obs[idx, DIM:].T.copy()
-        scale = 0.5 / np.maximum(history[idx], 1e-9)
-        if c.box_param == "xyxy":
-            dx = 0.5 * (vel[0] + vel[2]) - (zo[0] + zo[2] - zf[0] - zf[2]) * scale
-            dy = 0.5 * (vel[1] + vel[3]) - (zo[1] + zo[3] - zf[1] - zf[3]) * scale
-        else:
-            dx = vel[0] - (zo[0] + zo[2] - zf[0] - zf[2]) * scale
-            dy = vel[1] - (zo[1] + zo[3] - zf[1] - zf[3]) * scale
-        ok[idx] = dx * dx + dy * dy <= c.coast_max_vel_change ** 2 * (zo[2] - zo[0]) * (zo[3] - zo[1])
-    # decays with the half-life, and to half of that where the allowed unseen time runs out
-    factor = np.exp2(unseen * (-1.0 / c.coast_score_half_life_s)) * (1.0 - 0.5 * unseen / np.maximum(allowed, 1e-9))
-    return ok, factor
+    n = len(unseen)
+    un, hist, prd = unseen.tolist(), history.tolist(), pred.tolist()
+    var = [sum(v) for v in pos_var.tolist()]
+    ins = inside.tolist() if inside is not None else None
+    var_limit = 4.0 * c.coast_max_pos_std ** 2          # 4 x mean variance <= limit^2 * w * h
+    decay = -1.0 / c.coast_score_half_life_s
+    ok, factor = [False] * n, [0.0] * n
+    for i in range(n):
+        allowed = min(c.coast_unseen_ratio * hist[i], c.emit_coast_seconds)
+        # decays with the half-life, and to half of that where the allowed unseen time runs out
+        factor[i] = 2.0 ** (un[i] * decay) * (1.0 - 0.5 * un[i] / max(allowed, 1e-9))
+        x1, y1, x2, y2 = prd[i]
+        ok[i] = (un[i] <= allowed + 1e-9 and var[i] <= var_limit * (x2 - x1) * (y2 - y1)
+                 and (ins is None or ins[i] >= c.coast_min_inside))
+    idx = [i for i in range(n) if ok[i]]
+    if idx and c.coast_max_vel_change > 0:
+        limit = c.coast_max_vel_change ** 2
+        xyxy = c.box_param == "xyxy"
+        for i in idx:
+            o, f, v = z_obs[i].tolist(), z_first[i].tolist(), x_obs[i, DIM:].tolist()
+            scale = 0.5 / max(hist[i], 1e-9)                   # centre velocity over the track's life
+            dx = (0.5 * (v[0] + v[2]) if xyxy else v[0]) - (o[0] + o[2] - f[0] - f[2]) * scale
+            dy = (0.5 * (v[1] + v[3]) if xyxy else v[1]) - (o[1] + o[3] - f[1] - f[3]) * scale
+            ok[i] = dx * dx + dy * dy <= limit * (o[2] - o[0]) * (o[3] - o[1])
+        idx = [i for i in idx if ok[i]]
+    if idx and c.coast_max_covered < 1.0 and len(cover):
+        share = _covered(pred[idx].T.copy(), cover.T.copy()).tolist()
+        for i, f in zip(idx, share):
+            ok[i] = f <= c.coast_max_covered
+    return np.array(ok, bool), np.array(factor)
 
 
 def coast_trust_rows(config, tracks, rows, boxes, unseen, cover, inside):
