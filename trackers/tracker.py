@@ -121,8 +121,9 @@ class KalmanTracker(AssociationPasses):
     With ``ttc`` on, ``columns`` holds ``ttc_s`` (float, NaN when unknown) and
     ``in_path`` (bool; False while the frame size is unknown).
     ``image`` (BGR uint8) is used only for camera-motion compensation and the
-    frame extent (``set_frame_size`` gives the extent without images). ``stats`` holds timings (µs per update, CMC ms per call and
-    fallbacks) and counts (births, recoveries, relinks).
+    frame extent (``set_frame_size`` gives the extent without images). ``stats``
+    holds timings (µs per update, CMC ms per call and fallbacks) and counts
+    (births, recoveries, relinks).
     """
 
     def __init__(self, config: TrackerConfig | None = None) -> None:
