@@ -61,7 +61,7 @@ def churn(tracker: KalmanTracker, dets, times, size) -> dict:
     for d, t in zip(dets, times):
         out = tracker.update(d, t, image)
         for tid, cls, dc, coasted in zip(out.track_id.tolist(), out.class_id.tolist(),
-                                         out.det_class.tolist(), out.coasted.tolist()):
+                                         out.columns["det_class"].tolist(), out.coasted.tolist()):
             emitted.add(tid)
             if tid in out_cls and out_cls[tid] != cls:
                 out_changes += 1

@@ -211,6 +211,10 @@ class OutputConfig:
     video_convert: Literal["opencv", "ffmpeg"] = "opencv"   # who converts BGR to YUV 4:2:0
     video_threads: int = 0          # encoder threads; 0 = 1 on <= 2 cores, else FFmpeg's choice
     progress: bool = True           # progress bar for files (stderr)
+    trails: bool = True             # preview / video: each track's last trail_seconds of box-bottom centres
+    trail_seconds: float = 1.0
+    ttc_warn_s: float = 2.0         # in-path tracks with time-to-contact below this are drawn in red
+    hud_health: bool = False        # add a tracking-health line (tracks, churn, coasted share) to the HUD
     window_name: str = "dashtrack"
 
     def __post_init__(self) -> None:
@@ -229,6 +233,8 @@ class OutputConfig:
             if key in seen:
                 raise ConfigError(f"{seen[key]} and {flag} both write {path}; give each output its own file")
             seen[key] = flag
+        _positive("output.trail_seconds", self.trail_seconds)
+        _positive("output.ttc_warn_s", self.ttc_warn_s)
 
 
 @dataclass(frozen=True)

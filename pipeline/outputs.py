@@ -118,6 +118,11 @@ def probe_stats_json(path: str) -> None:
 
 
 # -- drawing ---------------------------------------------------------------------
+def track_color(key: int) -> tuple[int, int, int]:
+    """The colour a track id is drawn in (boxes and trails)."""
+    return _color(key)
+
+
 def _color(key: int) -> tuple[int, int, int]:
     """A stable, saturated BGR colour per class or track id."""
     hue = (key * 47) % 180
@@ -137,8 +142,18 @@ def _dashed_rect(img: np.ndarray, p1, p2, color, thickness: int = 1, dash: int =
         cv2.line(img, (x2, y), (x2, min(y + dash, y2)), color, thickness)
 
 
-def draw_detections(img: np.ndarray, dets: Detections, class_names: Sequence[str]) -> np.ndarray:
-    """Draw boxes in place: class, score and track id; coasted boxes dashed and marked."""
+WARN_COLOR = (0, 0, 255)      # BGR red: an in-path track closer than the TTC warning threshold
+
+
+def draw_detections(img: np.ndarray, dets: Detections, class_names: Sequence[str],
+                    ttc_warn_s: float = 2.0) -> np.ndarray:
+    """Draw boxes in place: class, score and track id; coasted boxes dashed and marked.
+
+    With the tracker's ``ttc_s`` / ``in_path`` columns, in-path tracks show their
+    time-to-contact and are drawn in the warning colour below ``ttc_warn_s``.
+    """
+    cols = dets.columns or {}
+    ttc, path = cols.get("ttc_s"), cols.get("in_path")
     for i in range(len(dets)):
         x1, y1, x2, y2 = (int(round(v)) for v in dets.xyxy[i])
         cid = int(dets.class_id[i])
@@ -149,6 +164,10 @@ def draw_detections(img: np.ndarray, dets: Detections, class_names: Sequence[str
         label = f"{name} {dets.score[i]:.2f}"
         if dets.track_id is not None:
             label = f"#{int(dets.track_id[i])} " + label
+        if ttc is not None and path is not None and path[i] and np.isfinite(ttc[i]):
+            label += f" TTC {float(ttc[i]):.1f}s"
+            if ttc[i] < ttc_warn_s:
+                color = WARN_COLOR
         if coasted:
             _dashed_rect(img, (x1, y1), (x2, y2), color, 2)
             label += " (coast)"
@@ -296,6 +315,16 @@ class VideoWriter:
                 self.container.close()
 
 
+def _json_value(v):
+    """A numpy scalar as JSON: NaN / inf become null, bools stay bools, floats are rounded."""
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    v = float(v)
+    return round(v, 4) if np.isfinite(v) else None
+
+
 class JsonlWriter:
     """One JSON object per frame and line: index, timestamp, boxes.
 
@@ -322,10 +351,13 @@ class JsonlWriter:
                 "track_id": int(dets.track_id[i]) if dets.track_id is not None else None,
                 "coasted": bool(dets.coasted[i]) if dets.coasted is not None else False,
             }
-            if dets.det_class is not None:     # after a tracker: this frame's detector class (null: coasted)
-                dc = int(dets.det_class[i])
-                box["det_class_id"] = dc if dc >= 0 else None
-                box["det_class"] = (self.class_names[dc] if dc < len(self.class_names) else str(dc)) if dc >= 0 else None
+            for name, col in (dets.columns or {}).items():     # extra columns (det_class, ttc_s, in_path, ...)
+                if name == "det_class":     # after a tracker: this frame's detector class (null: coasted)
+                    dc = int(col[i])
+                    box["det_class_id"] = dc if dc >= 0 else None
+                    box["det_class"] = (self.class_names[dc] if dc < len(self.class_names) else str(dc)) if dc >= 0 else None
+                else:
+                    box[name] = _json_value(col[i])
             boxes.append(box)
         line = json.dumps({"index": frame.index, "timestamp": round(frame.timestamp, 6),
                            "source": frame.source, "boxes": boxes})
@@ -341,10 +373,14 @@ class JsonlWriter:
 
 
 class MotWriter:
-    """MOTChallenge text: ``frame,id,x,y,w,h,score,-1,-1,-1`` with 1-based frames.
+    """MOTChallenge text: ``frame,id,x,y,w,h,score,-1,visibility,-1`` with 1-based frames.
 
     Only tracked boxes are written (the format needs ids); coasted boxes are
-    included, as the tracker emits them.
+    included, as the tracker emits them, and flagged in the 9th column, where
+    MOT17's ground truth keeps the visibility ratio: 1 for a box with a
+    detection behind it, 0 for a coasted (predicted) box. Their score (7th
+    column) is the tracker's decayed trust score. Filter coasted rows with
+    e.g. ``awk -F, '$9 != 0'``; MOT 2D evaluators read only the first 7 columns.
     """
 
     def __init__(self, path: str):
@@ -358,8 +394,9 @@ class MotWriter:
         lines = []
         for i in range(len(dets)):
             x1, y1, x2, y2 = (float(v) for v in dets.xyxy[i])
+            vis = 0 if dets.coasted is not None and dets.coasted[i] else 1
             lines.append(f"{frame.index + 1},{int(dets.track_id[i])},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},"
-                         f"{float(dets.score[i]):.4f},-1,-1,-1\n")
+                         f"{float(dets.score[i]):.4f},-1,{vis},-1\n")
         with self._lock:
             if self._f is not None and lines:
                 self._f.write("".join(lines))

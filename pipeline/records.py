@@ -41,8 +41,7 @@ class Frame:
         return int(self.image.shape[1])
 
 
-_COLUMNS = (("score", np.float32), ("class_id", np.int32), ("track_id", np.int64), ("coasted", np.bool_),
-            ("det_class", np.int32))
+_COLUMNS = (("score", np.float32), ("class_id", np.int32), ("track_id", np.int64), ("coasted", np.bool_))
 _REQUIRED = ("score", "class_id")
 
 
@@ -62,8 +61,10 @@ class Detections:
     track_id: (N,) int64 or None when no tracker ran.
     coasted:  (N,) bool or None; True where the box is a tracker prediction
               with no detection behind it this frame.
-    det_class: (N,) int32 or None; after a tracker, the detector's class of
-              the box matched this frame (-1 where coasted).
+    columns:  optional extra per-box columns, name -> (N,) array (e.g. the
+              tracker's ``det_class``, ``ttc_s`` and ``in_path``); kept through selection,
+              ``with_tracks`` and ``concat`` (a part without a column gets NaN
+              for float columns, False for bool, -1 for int) and written by the JSONL writer.
     """
 
     xyxy: np.ndarray
@@ -71,7 +72,7 @@ class Detections:
     class_id: np.ndarray
     track_id: np.ndarray | None = None
     coasted: np.ndarray | None = None
-    det_class: np.ndarray | None = None
+    columns: dict | None = None
 
     def __post_init__(self) -> None:
         # (runs for every record of every frame: reshape and checks only where needed)
@@ -92,6 +93,18 @@ class Detections:
             if len(value) != n:
                 raise ValueError(f"Detections: xyxy has {n} rows but {name} has {len(value)} entries")
             object.__setattr__(self, name, _readonly(value))
+        if self.columns:
+            cols = {}
+            for name, value in self.columns.items():
+                value = np.asarray(value)
+                if value.ndim != 1:
+                    value = value.reshape(-1)
+                if len(value) != n:
+                    raise ValueError(f"Detections: xyxy has {n} rows but column {name} has {len(value)} entries")
+                cols[name] = _readonly(value)       # like the other columns: frozen, not copied
+            object.__setattr__(self, "columns", cols)
+        else:
+            object.__setattr__(self, "columns", None)
 
     @classmethod
     def empty(cls, tracked: bool = False) -> "Detections":
@@ -116,13 +129,18 @@ class Detections:
             self.class_id[index],
             None if self.track_id is None else self.track_id[index],
             None if self.coasted is None else self.coasted[index],
-            None if self.det_class is None else self.det_class[index],
+            None if self.columns is None else {k: v[index] for k, v in self.columns.items()},
         )
 
     def with_tracks(self, track_id: np.ndarray, coasted: np.ndarray | None = None) -> "Detections":
         if coasted is None:
             coasted = np.zeros(len(self), bool)
-        return Detections(self.xyxy, self.score, self.class_id, track_id, coasted)
+        return Detections(self.xyxy, self.score, self.class_id, track_id, coasted, self.columns)
+
+    def with_columns(self, **columns: np.ndarray) -> "Detections":
+        """A copy with extra per-box columns added (or replaced)."""
+        return Detections(self.xyxy, self.score, self.class_id, self.track_id, self.coasted,
+                          {**(self.columns or {}), **columns})
 
     @staticmethod
     def concat(parts: Sequence["Detections"]) -> "Detections":
@@ -130,15 +148,31 @@ class Detections:
         if not parts:
             return Detections.empty()
         tracked = all(p.tracked for p in parts)
-        with_det_class = all(p.det_class is not None for p in parts)
         return Detections(
             np.concatenate([p.xyxy for p in parts]),
             np.concatenate([p.score for p in parts]),
             np.concatenate([p.class_id for p in parts]),
             np.concatenate([p.track_id for p in parts]) if tracked else None,
             np.concatenate([p.coasted for p in parts]) if tracked else None,
-            np.concatenate([p.det_class for p in parts]) if with_det_class else None,
+            _concat_columns(parts),
         )
+
+
+def _concat_columns(parts: list[Detections]) -> dict | None:
+    """Extra columns of ``parts`` joined; a part lacking one gets NaN (float), False (bool) or -1 (int)."""
+    kinds: dict[str, np.dtype] = {}
+    for p in parts:
+        for k, v in (p.columns or {}).items():
+            kinds.setdefault(k, v.dtype)
+    if not kinds:
+        return None
+    out = {}
+    for k, dtype in kinds.items():
+        # a part lacking the column: NaN (float), False (bool), -1 (int: "none", e.g. det_class)
+        fill = np.nan if np.issubdtype(dtype, np.floating) else (False if dtype == np.bool_ else -1)
+        out[k] = np.concatenate([p.columns[k] if p.columns and k in p.columns
+                                 else np.full(len(p), fill, dtype) for p in parts])
+    return out
 
 
 @dataclass(frozen=True, eq=False, slots=True)

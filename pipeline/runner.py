@@ -21,11 +21,12 @@ from .detector import Detector
 from .display import Preview, display_available
 from .onnx_detector import build_detector
 from .outputs import (JsonlWriter, MotWriter, OutputError, VideoWriter, draw_detections, draw_hud, probe_stats_json,
-                      refuse_overwriting_inputs, write_stats_json)
+                      refuse_overwriting_inputs, track_color, write_stats_json)
 from .records import Packet, PacketGroup
 from .sources import Source, open_source
 from .stages import END, Chain, Many, StageSpec
 from .stats import Stats
+from .trails import Trails
 
 
 def build_tracker(cfg: AppConfig, class_names=None):
@@ -82,6 +83,13 @@ class Runner:
         # Frames of a file are batched; a live source runs frame by frame (latency).
         self.batch_size = cfg.detector.batch if policy == "block" else 1
         self.show = self._want_window()
+        self.health = None
+        if self.tracker is not None:
+            from trackers.health import TrackHealth
+
+            tcfg = getattr(self.tracker, "config", None)
+            self.health = TrackHealth(end_after_s=getattr(tcfg, "max_coast_seconds", 1.5))
+        self.trails = Trails(cfg.output.trail_seconds) if cfg.output.trails else None
         self.stages = self._build_stages()
         self.source.on_warning = lambda message: print(f"warning: {message}", file=self.log, flush=True)
 
@@ -153,16 +161,16 @@ class Runner:
             tracker = self.tracker
             geometry: list = [None]
 
+            health = self.health
+
             def track(p: Packet) -> Packet:
                 shape = p.frame.image.shape[:2]
                 if geometry[0] is not None and shape != geometry[0]:
                     # The source changed size: boxes of the old geometry mean nothing in the new one.
-                    next_id = getattr(tracker, "_next_id", None)
-                    tracker.reset()
-                    if next_id is not None:
-                        tracker._next_id = next_id      # ids stay unique over the whole run
+                    tracker.reset(keep_ids=True)       # ids stay unique over the whole run
                 geometry[0] = shape
                 tracked = tracker.update(p.detections, p.frame.timestamp, p.frame.image)
+                health.update(tracked, p.frame.timestamp)
                 if planner is not None:
                     planner.update(p.frame.index, tracked, p.detections)
                 return dataclasses.replace(p, detections=tracked)
@@ -234,8 +242,13 @@ class Runner:
     def _output(self, p: Packet) -> Any:
         frame, dets = p.frame, p.detections
         annotated = None
+        if self.trails is not None:
+            self.trails.update(dets, frame.timestamp)
         if self.video is not None or self.show:
-            annotated = draw_detections(frame.image.copy(), dets, self.detector.class_names)
+            annotated = frame.image.copy()
+            if self.trails is not None:
+                self.trails.draw(annotated, track_color)
+            annotated = draw_detections(annotated, dets, self.detector.class_names, self.cfg.output.ttc_warn_s)
         if self.video is not None:
             self.video.write(annotated, frame.timestamp)
         if self.jsonl is not None:
@@ -362,6 +375,8 @@ class Runner:
             report["reconnect_wait_s"] = round(waited, 3)
             report["fps"] = round(report["frames_out"] / max(report["wall_s"] - waited, 1e-3), 2)
         report["warnings"] = list(getattr(self.source, "warnings", []))
+        if self.health is not None:
+            report["tracking"] = self.health.report(getattr(self.tracker, "stats", None))
         self.report = report
         if self.stats.frames_out == 0 and chain.error is not None:
             self._remove_empty_outputs()      # nothing was produced: leave no empty files behind
@@ -411,6 +426,10 @@ class Runner:
         else:   # capture -> on screen (what the driver sees) over the last 100 frames shown, and capture -> output
             lines = [f"{fps} FPS  latency p50 {shown[0]:.0f} p99 {shown[1]:.0f} ms (output {lat:.0f})  "
                      f"dropped {self.stats.dropped}"]
+        if self.cfg.output.hud_health and self.health is not None:
+            h = self.health.report(getattr(self.tracker, "stats", None))
+            lines.append(f"tracks {h['born_per_min']:.0f}/min  churn {h['id_churn_per_min']:.0f}/min  "
+                         f"coasted {100 * h['coasted_share']:.0f}%")
         if paused:
             lines.append("PAUSED (space resumes)")
         return lines

@@ -165,6 +165,10 @@ def format_table(report: dict) -> str:
         lines.append(f"crops: {n} native-resolution crops batched with {report['frames_out']} frames "
                      f"({n / max(report['frames_out'], 1):.2f} per frame)")
     drops = ", ".join(f"{k}: {v}" for k, v in sorted(report["dropped"].items())) or "none"
+    if report.get("tracking"):
+        from trackers.health import format_health
+
+        lines.append(format_health(report["tracking"]))
     lines.append(
         f"frames in {report['frames_in']}, out {report['frames_out']}, dropped {sum(report['dropped'].values())} ({drops}); "
         f"{report['fps']:.1f} FPS over {report['wall_s']:.2f} s, {report['cpu_ms_per_frame']:.1f} CPU-ms/frame"

@@ -28,6 +28,8 @@ def test_default_config_loads():
         ("bad literal", "pipeline: {drop_policy: newest}\n", "'newest' is not allowed; use one of 'auto', 'block', 'drop_oldest'"),
         ("out of range", "detector: {score_threshold: 1.5}\n", "score_threshold: 1.5 must be in [0, 1]"),
         ("negative", "pipeline: {queue_size: 0}\n", "queue_size: 0 must be > 0"),
+        ("trail seconds zero", "output: {trail_seconds: 0}\n", "output.trail_seconds: 0.0 must be > 0"),
+        ("ttc warning negative", "output: {ttc_warn_s: -1}\n", "output.ttc_warn_s: -1.0 must be > 0"),
         ("wrong tuple length", "detector: {input_size: [416]}\n", "input_size: [416] has 1 items"),
         ("malformed yaml", "detector: {model: [unclosed\n", "malformed YAML at line"),
         ("not a mapping", "- a\n- b\n", "expected a mapping"),

@@ -80,7 +80,7 @@ def test_voted_class_is_stable_and_det_class_is_per_frame():
     classes = [CAR] * 3 + [TRUCK] + [CAR] * 2
     outs = run(one_object(classes))
     assert [o.class_id.tolist() for o in outs[1:]] == [[CAR]] * 5
-    assert [o.det_class.tolist() for o in outs[1:]] == [[c] for c in classes[1:]]
+    assert [o.columns["det_class"].tolist() for o in outs[1:]] == [[c] for c in classes[1:]]
 
 
 # name, two objects per frame: (x0, class) each; expected distinct ids
@@ -117,7 +117,7 @@ def test_same_class_detection_wins_a_near_tie():
     b = box(5)
     sched.append([((b[0] - 3, b[1], b[2] - 3, b[3]), TRUCK, 0.9), ((b[0] + 3, b[1], b[2] + 3, b[3]), CAR, 0.9)])
     out = run(sched)[-1]
-    assert out[out.track_id == 1].det_class.tolist() == [CAR]
+    assert out[out.track_id == 1].columns["det_class"].tolist() == [CAR]
 
 
 # name, votes (class -> tally), new detections (class, score), expected class
@@ -197,7 +197,7 @@ def test_jsonl_and_mot_carry_voted_class_and_detector_class(tmp_path):
 def test_jsonl_coasted_box_has_no_detector_class(tmp_path):
     sched = one_object([CAR] * 4) + [[]]
     out = run(sched)[-1]
-    assert out.coasted.tolist() == [True] and out.det_class.tolist() == [-1]
+    assert out.coasted.tolist() == [True] and out.columns["det_class"].tolist() == [-1]
     jl = JsonlWriter(str(tmp_path / "o.jsonl"), COCO_NAMES)
     jl.write(Frame(np.zeros((4, 4, 3), np.uint8), 0, 0.0, "t"), out)
     jl.close()

@@ -29,6 +29,13 @@ BAD = [
     ("size_ratio_below_1", {"recovery_max_size_ratio": 0.9}, "recovery_max_size_ratio"),
     ("dedup_iou_above_1", {"dedup_iou": 1.5}, "dedup_iou"),
     ("relink_cos_above_1", {"relink_motion_min_cos": 1.5}, "relink_motion_min_cos"),
+    ("coast_inside_above_1", {"coast_min_inside": 1.5}, "coast_min_inside must be in"),
+    ("coast_pos_std_zero", {"coast_max_pos_std": 0.0}, "coast_max_pos_std must be > 0"),
+    ("coast_ratio_negative", {"coast_unseen_ratio": -1.0}, "coast_unseen_ratio"),
+    ("ttc_max_zero", {"ttc_max_s": 0.0}, "ttc_max_s must be > 0"),
+    ("camera_height_zero", {"camera_height_m": 0.0}, "camera_height_m"),
+    ("horizon_frac_above_1", {"horizon_frac": 1.2}, "horizon_frac"),
+    ("horizon_frac_wrong_type", {"horizon_frac": "top"}, "tracker.horizon_frac"),
 ]
 
 

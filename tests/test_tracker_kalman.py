@@ -80,7 +80,7 @@ def test_dt_from_timestamps(name, times, seen):
     def box(t):
         return (100 + v * t, 50.0, 160 + v * t, 90.0)
 
-    tracker = KalmanTracker(TrackerConfig(min_hits=1))
+    tracker = KalmanTracker(TrackerConfig(min_hits=1, coast_trust=False))    # every coasted box emitted
     for k, t in enumerate(times):
         d = Detections(np.array([box(t)]), np.array([0.9]), np.array([2])) if k in seen else Detections.empty()
         if k >= 4:   # velocity learnt: check the pure prediction before the update

@@ -37,11 +37,11 @@ LIFECYCLE_CASES = [
     ("born_tentative_not_emitted", {"min_hits": 3}, (), [(0, 0, None), (1, 0, None)]),
     ("confirmed_after_min_hits", {"min_hits": 3}, (), [(2, 1, False), (10, 1, False)]),
     ("confirmed_at_birth_min_hits_1", {"min_hits": 1}, (), [(0, 1, False)]),
-    ("coasting_through_10_frame_gap", {"max_coast_seconds": 1.5}, tuple(range(10, 20)),
+    ("coasting_through_10_frame_gap", {"max_coast_seconds": 1.5, "coast_trust": False}, tuple(range(10, 20)),
      [(10, 1, True), (15, 1, True), (19, 1, True), (20, 1, False)]),
-    ("coast_not_emitted_after_emit_window", {"emit_coast_seconds": 0.3}, tuple(range(10, 20)),
+    ("coast_not_emitted_after_emit_window", {"emit_coast_seconds": 0.3, "coast_trust": False}, tuple(range(10, 20)),
      [(12, 1, True), (13, 0, None), (20, 1, False)]),
-    ("dead_after_max_coast_seconds", {"max_coast_seconds": 0.5, "emit_coast_seconds": 0.5},
+    ("dead_after_max_coast_seconds", {"max_coast_seconds": 0.5, "emit_coast_seconds": 0.5, "coast_trust": False},
      tuple(range(10, 30)), [(14, 1, True), (15, 0, None), (25, 0, None)]),
 ]
 
@@ -58,7 +58,9 @@ def test_lifecycle(name, overrides, gap, expect):
 
 
 def test_same_id_and_good_box_through_10_frame_gap():
-    _, outs = run(range(30), gap=tuple(range(10, 20)))
+    # every coasted box emitted (coast_trust off): the prediction itself is checked here;
+    # which of them are emitted by default is tests/test_tracker_trust.py's subject
+    _, outs = run(range(30), gap=tuple(range(10, 20)), cfg=TrackerConfig(coast_trust=False))
     ids = {int(o.track_id[0]) for o in outs[1:]}
     assert ids == {1}
     for f in range(10, 20):   # the coasted box follows the motion
@@ -122,7 +124,7 @@ def test_two_objects_keep_their_ids_and_ids_count_per_instance():
 
 
 def test_class_consistent_no_cross_class_match():
-    tracker = KalmanTracker(TrackerConfig(min_hits=1))
+    tracker = KalmanTracker(TrackerConfig(min_hits=1, coast_trust=False))
     tracker.update(dets((10, 10, 50, 50), cls=CAR), 0.0)
     out = tracker.update(dets((10, 10, 50, 50), cls=0), 0.1)
     # the pedestrian detection starts its own track; the car track coasts
@@ -134,7 +136,7 @@ def test_class_consistent_no_cross_class_match():
 def test_class_check_with_two_track_classes_and_one_detection_class():
     """Tracks of two classes, detections of one: the class check must still run
     (it is skipped only when every track and detection has the same class)."""
-    tracker = KalmanTracker(TrackerConfig(min_hits=1))
+    tracker = KalmanTracker(TrackerConfig(min_hits=1, coast_trust=False))
     both = Detections(np.array([[10, 10, 50, 50], [200, 10, 260, 60]], np.float32),
                       np.full(2, 0.9, np.float32), np.array([CAR, 0], np.int32))
     tracker.update(both, 0.0)                                  # car track 1, pedestrian track 2

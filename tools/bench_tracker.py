@@ -1,7 +1,7 @@
 """Time one ``update`` call of our tracker and of the importable peers at 10/50/200 tracks.
 
     python tools/bench_tracker.py [--tracks 10,50,200] [--frames 200] [--trackers ours,sv-bytetrack,...]
-        [--cmc-clip VIDEO]
+        [--cmc-clip VIDEO] [--frame-size]
 
 A synthetic scene: N boxes on a 1242x375 frame moving at constant velocity
 with 1 px jitter, 5% of detections missing each frame (so coasting and
@@ -56,8 +56,8 @@ def scene(n: int, frames: int, seed: int = 0) -> list[Detections]:
     return out
 
 
-def bench(name: str, frames: list[Detections], fps: float = 10.0) -> dict:
-    tracker = peers.make(name, fps)
+def bench(name: str, frames: list[Detections], fps: float = 10.0, frame_size=None) -> dict:
+    tracker = peers.make(name, fps, frame_size=frame_size) if name == "ours" else peers.make(name, fps)
     times = []
     n_out = 0
     for f, d in enumerate(frames):
@@ -113,6 +113,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--cmc-clip", type=clip_file, default=None, metavar="VIDEO",
                     help="also time camera-motion compensation on this video's first 150 frames")
+    ap.add_argument("--frame-size", action="store_true",
+                    help="give ours the scene's 1242x375 frame size (as the pipeline's images do: "
+                         "frame-border checks, in-path and the horizon estimate run)")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.tracks.split(",")]
     names, missing = [], {}
@@ -123,7 +126,7 @@ def main(argv=None) -> int:
     for n in sizes:
         frames = scene(n, args.frames)
         for name in names:
-            results[name][n] = bench(name, frames)
+            results[name][n] = bench(name, frames, frame_size=(1242, 375) if args.frame_size else None)
             print(f"{name} @ {n}: {results[name][n]['median_us']:.0f} us", file=sys.stderr)
     print(markdown_table(["tracker"] + [f"{n} tracks (median / mean µs)" for n in sizes],
                          [[name] + [f"{results[name][n]['median_us']:.0f} / {results[name][n]['mean_us']:.0f}"

@@ -12,11 +12,11 @@ Trackers are called every frame with timestamp frame / 10 s.
 
 Coasted boxes: "ours" is scored on the boxes backed by a detection this frame
 (``coasted == False``), like every peer's output; "ours-with-coasted" scores
-the same run with its coasted (predicted, flagged) boxes included.  Measured on
-the 16 sequences: every coasted-emission horizon from 0.1 s to 1.5 s lowered
-HOTA (most coasted boxes fall where KITTI has no labelled object: cars gone
-out of view, fully occluded, or detector false positives), so the headline
-row leaves them out; keeping the id through the gap is what counts for IDSW.
+the same run with its coasted (predicted, flagged) boxes included -- those the
+trust policy lets through (``trackers/trust.py``; before it, every coasted box
+within the emission horizon lowered HOTA by 6-7 points, most of them ghosts of
+cars gone from view).  Ours is given each sequence's image size
+(``kitti.frame_size``), as the pipeline knows it from the images.
 ``--class-flip P[,P...]`` (seeded by --seed): a fraction P of the Car
 detections on ground-truth Car tracks is relabelled Van or Truck (the detector
 changing its mind about the class); every vehicle-group output (Car, Van,
@@ -97,7 +97,6 @@ def run_tracker(name: str, seqs: list[kitti.Sequence], cfg: TrackerConfig, class
     for seq in seqs:
         base = "ours" if name.startswith("ours") else name
         tracker = peers.make(base, kitti.KITTI_FPS, cfg, emit_coasted=(name == "ours-with-coasted"),
-                             class_names=kitti.TRACKER_CLASS_NAMES)
         log = logs.setdefault(seq.name, idsw.TrackLog()) if logs is not None else None
         out_lines = []
         for f, dets in enumerate(seq.dets):

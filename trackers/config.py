@@ -144,14 +144,64 @@ class TrackerConfig:
     # the image (else the frame size is unknown). Higher: fewer boxes predicted
     # off-screen; lower: keeps objects that hover at the border.
     min_visible_fraction: float = 0.5
-    # Coasted box score: last detection score * 0.5 ** (coast time / half-life).
+    # Coasted box score: last detection score * 0.5 ** (coast time / half-life)
+    # (times the trust factor of trackers/trust.py when coast_trust is on).
     coast_score_half_life_s: float = 0.5
+    # Coasted boxes are emitted only while their prediction deserves trust
+    # (trackers/trust.py; measured on KITTI in BENCHMARKS.md). Off: every coasting
+    # track within emit_coast_seconds is emitted (most of them ghosts on KITTI).
+    coast_trust: bool = True
+    # A track observed for h seconds is emitted coasted for at most ratio * h.
+    # Higher: long gaps of young tracks are bridged; lower: fewer ghosts.
+    coast_unseen_ratio: float = 0.3
+    # Predicted position std (mean of the 4 box components) above this many box
+    # sizes: the prediction is a guess and is not emitted.
+    coast_max_pos_std: float = 0.2
+    # Share of the predicted box that must lie inside the frame (frame size known).
+    coast_min_inside: float = 0.9
+    # Not emitted when more than this share of the box lies under a box matched this
+    # frame (hidden behind it, or the prediction slid onto another car). 1 disables.
+    coast_max_covered: float = 0.8
+    # Not emitted when the velocity at the last detection differs from the average
+    # velocity over the track's life by more than this many box sizes per second. 0 disables.
+    coast_max_vel_change: float = 0.5
     # On re-match after coasting, re-run the filter from the last observation
     # over linearly interpolated virtual observations (OC-SORT's re-update), so
     # the velocity drift accumulated while coasting is undone.
     reupdate_on_recovery: bool = True
     # Matched tracks emit the detection's box (True) or the filtered box (False).
     emit_detection_box: bool = True
+
+    # --- time-to-contact and in-path (trackers/ttc.py) -----------------------
+    # Emitted boxes carry the columns ttc_s (seconds to contact at the current
+    # closing rate, from the box height's rate of change; NaN when receding,
+    # static or unknown) and in_path (ground contact point inside the ego corridor).
+    ttc: bool = True
+    # TTC only after this much observed history (seconds between first and last detection).
+    ttc_min_history_s: float = 0.5
+    # Time constant of the moving average of the expansion rate. Higher: steadier, slower to react.
+    ttc_smoothing_s: float = 0.3
+    # Seconds subtracted from 1 / smoothed expansion rate: the filter's lag (its
+    # constant-velocity model trails a box height that grows ever faster) plus the
+    # moving average's. A box growing at a constant relative rate reads about
+    # 0.09 s late; a car closing at constant speed 0.42 s (tests/test_tracker_ttc.py).
+    # KITTI (tools/eval_ttc.py, median relative error for GT TTC <= 4 s):
+    # 0: 0.143, 0.1: 0.115, 0.42: 0.168.
+    ttc_lag_s: float = 0.1
+    # Expansion slower than 1 / ttc_max_s (static, receding) gives NaN.
+    ttc_max_s: float = 60.0
+    # Camera height above the road in metres (a car dashcam about 1.3; KITTI 1.65).
+    camera_height_m: float = 1.3
+    # Half-width of the ego corridor in metres (1.75: a 3.5 m lane).
+    path_half_width_m: float = 1.75
+    # Horizon row as a fraction of the frame height; null: estimated online from
+    # boxes of class horizon_class_id (similar-height objects on the road), and
+    # horizon_fallback_frac until the estimate exists.
+    horizon_frac: float | None = None
+    horizon_class_id: int = 2
+    horizon_fallback_frac: float = 0.5
+    # Straight ahead as a fraction of the frame width (0.5: the image centre).
+    ahead_frac: float = 0.5
 
     # --- Kalman filter (constant velocity in box space) ---------------------
     # State parameterisation: "cxcywh" (centre, width, height) or "xyxy" (corners:
@@ -212,8 +262,22 @@ class TrackerConfig:
              f"emit_coast_seconds {self.emit_coast_seconds} must be in [0, max_coast_seconds]")
         need(0.0 <= self.min_visible_fraction <= 1.0, "min_visible_fraction must be in [0, 1]")
         need(self.coast_score_half_life_s > 0, "coast_score_half_life_s must be > 0")
+        need(self.coast_unseen_ratio >= 0, "coast_unseen_ratio must be >= 0")
+        need(self.coast_max_pos_std > 0, "coast_max_pos_std must be > 0")
+        need(0.0 <= self.coast_min_inside <= 1.0, "coast_min_inside must be in [0, 1]")
+        need(0.0 <= self.coast_max_covered <= 1.0, "coast_max_covered must be in [0, 1]")
+        need(self.coast_max_vel_change >= 0, "coast_max_vel_change must be >= 0")
         for name in ("meas_noise", "accel_noise_pos", "accel_noise_size", "init_vel_std"):
             need(getattr(self, name) > 0, f"{name} must be > 0")
+        need(self.ttc_min_history_s >= 0, "ttc_min_history_s must be >= 0")
+        need(self.ttc_smoothing_s >= 0, "ttc_smoothing_s must be >= 0")
+        need(self.ttc_max_s > 0, "ttc_max_s must be > 0")
+        need(self.ttc_lag_s >= 0, "ttc_lag_s must be >= 0")
+        need(self.camera_height_m > 0, "camera_height_m must be > 0")
+        need(self.path_half_width_m > 0, "path_half_width_m must be > 0")
+        need(self.horizon_frac is None or 0.0 <= self.horizon_frac < 1.0, "horizon_frac must be in [0, 1) or null")
+        need(0.0 <= self.horizon_fallback_frac < 1.0, "horizon_fallback_frac must be in [0, 1)")
+        need(0.0 <= self.ahead_frac <= 1.0, "ahead_frac must be in [0, 1]")
         need(self.cmc_max_width >= 64, f"cmc_max_width {self.cmc_max_width} must be >= 64")
         need(self.cmc_max_corners >= 8, f"cmc_max_corners {self.cmc_max_corners} must be >= 8")
         need(self.cmc_min_inliers >= 3, f"cmc_min_inliers {self.cmc_min_inliers} must be >= 3")

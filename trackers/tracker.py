@@ -15,8 +15,10 @@ Per frame, in this order:
 7. lifecycle: tentative tracks that missed are removed, coasting tracks older
    than max_coast_seconds are removed, unmatched strong detections are born;
 8. output: confirmed tracks matched this frame (the detection's box and score,
-   the track's voted class, the detection's as ``det_class``) and coasting
-   ones (predicted box, ``coasted=True``, score decayed by ``coast_score_half_life_s``).
+   the track's voted class, the detection's in the ``det_class`` column) and
+   coasting ones whose prediction is trusted (``trust.py``: predicted box,
+   ``coasted=True``, decaying score), each with the columns ``ttc_s`` and
+   ``in_path`` (``ttc.py``) unless ``ttc`` is off.
 
 Lifecycle: tentative -> confirmed (min_hits) -> coasting -> recovered -> removed.
 All track state lives in arrays, so cost grows slowly with the track count.
@@ -38,6 +40,7 @@ from .cmc import CameraMotion, warp_states
 from .config import TrackerConfig
 from .kalman import DIM, BoxKalman, state_box_to_xyxy, xyxy_to_state_box
 from .passes import AssociationPasses
+from . import trust, ttc
 
 _SAME_TIME = 1e-9
 
@@ -74,7 +77,8 @@ def _one_class(a: np.ndarray, b: np.ndarray) -> bool:
 class _Tracks:
     """Struct of arrays for all live tracks (row i is one track)."""
 
-    FIELDS = ("id", "cls", "votes", "gkey", "score", "hits", "confirmed", "t_obs", "z_obs", "x", "P", "x_obs", "P_obs")
+    FIELDS = ("id", "cls", "votes", "gkey", "score", "hits", "confirmed", "t_obs", "z_obs", "x", "P", "x_obs", "P_obs",
+              "t_first", "z_first", "rate")
 
     def __init__(self) -> None:
         self.id = np.zeros(0, np.int64)
@@ -90,6 +94,9 @@ class _Tracks:
         self.P = np.zeros((0, 3, DIM))                # covariance blocks (see BoxKalman)
         self.x_obs = np.zeros((0, 2 * DIM))           # filter state right after the last detection
         self.P_obs = np.zeros((0, 3, DIM))
+        self.t_first = np.zeros(0)                    # time of the first detection
+        self.z_first = np.zeros((0, 4))               # first detection, xyxy
+        self.rate = np.zeros(0)                       # smoothed expansion rate (1/s), NaN at birth
 
     def __len__(self) -> int:
         return len(self.id)
@@ -112,15 +119,20 @@ class KalmanTracker(AssociationPasses):
     - tracks matched this frame: the detection's box (or the filtered box when
       ``emit_detection_box`` is off) and score, ``coasted=False``;
     - coasting tracks (no detection this frame, last one at most
-      ``emit_coast_seconds`` ago): the predicted box, ``coasted=True``, the last
-      detection score times 0.5 ** (coast time / ``coast_score_half_life_s``).
+      ``emit_coast_seconds`` ago) whose prediction passes ``trust.coast_trust``
+      (all of them with ``coast_trust`` off): the predicted box, ``coasted=True``,
+      the last detection score times 0.5 ** (coast time / ``coast_score_half_life_s``)
+      (times the trust factor).
+    With ``ttc`` on, ``columns`` holds ``ttc_s`` (float, NaN when unknown) and
+    ``in_path`` (bool; False while the frame size is unknown).
     ``class_id`` is the track's class (the score-weighted vote of its
-    detections, ``trackers/classes.py``), ``det_class`` the class of this
-    frame's detection (-1 on coasted boxes). ``class_names`` name the class ids
+    detections, ``trackers/classes.py``); the column ``det_class`` is the class of
+    this frame's detection (-1 on coasted boxes). ``class_names`` name the class ids
     for ``config.class_groups`` (None: COCO's, the default detector's).
     ``image`` (BGR uint8) is used only for camera-motion compensation and the
-    frame extent. ``stats`` holds timings (µs per update, CMC ms per call and
-    fallbacks) and counts (births, recoveries, relinks).
+    frame extent (``set_frame_size`` gives the extent without images). ``stats``
+    holds timings (µs per update, CMC ms per call and fallbacks) and counts
+    (births, recoveries, relinks).
     """
 
     def __init__(self, config: TrackerConfig | None = None, class_names: Sequence[str] | None = None) -> None:
@@ -132,14 +144,18 @@ class KalmanTracker(AssociationPasses):
         self.cmc = CameraMotion(c.cmc_max_width, c.cmc_max_corners, c.cmc_min_inliers) if c.cmc else None
         self.reset()
 
-    def reset(self) -> None:
-        """Forget every track; ids start again at 1."""
+    def reset(self, keep_ids: bool = False) -> None:
+        """Forget every track; ids start again at 1 (``keep_ids``: new ids continue after the
+        last one given, e.g. when the source changes size mid-run)."""
+        next_id = getattr(self, "_next_id", 1) if keep_ids else 1
         self.tracks = _Tracks()
-        self._next_id = 1
+        self._next_id = next_id
         self._last_t: float | None = None
         self._times: list[float] = []                 # recent frame timestamps (for re-updates)
         self._extent = np.array([np.inf, np.inf, -np.inf, -np.inf])   # x1 y1 x2 y2 of the frame
         self.stats = TrackerStats()
+        self.horizon = ttc.HorizonEstimator()
+        self._inside: np.ndarray | None = None       # this frame's share of each predicted box in the frame
         if self.cmc is not None:
             self.cmc.reset()
 
@@ -161,6 +177,7 @@ class KalmanTracker(AssociationPasses):
                 warp_states(tr.x, A, c.box_param)
                 warp_states(tr.x_obs, A, c.box_param)
                 tr.z_obs = self._warp_xyxy(tr.z_obs, A)
+                tr.z_first = self._warp_xyxy(tr.z_first, A)
         pred = state_box_to_xyxy(tr.x[:, :DIM], c.box_param)          # (T, 4)
         if c.dedup_iou > 0 and len(detections) > 1:
             detections = detections[duplicate_free(detections, c.dedup_iou)]
@@ -237,6 +254,12 @@ class KalmanTracker(AssociationPasses):
             tr.z_obs[ti] = det_xyxy[di]
             tr.confirmed[ti] |= tr.hits[ti] >= c.min_hits
 
+        if c.ttc and n_t:
+            tr.rate = ttc.smooth_rate(tr.rate, ttc.expansion_rate(tr.x, c.box_param), dt, c.ttc_smoothing_s)
+        if (c.ttc and c.horizon_frac is None and self._extent[2] > self._extent[0] and len(detections)
+                and self.horizon.wants_sample()):
+            self.horizon.add(det_xyxy[high & (det_cls == c.horizon_class_id)], self._extent[3])
+
         # output rows are gathered before removals and births change indices
         matched_now = np.zeros(n_t, bool)
         matched_now[ti] = True
@@ -244,13 +267,15 @@ class KalmanTracker(AssociationPasses):
         det_of_track[ti] = di
         age = timestamp - tr.t_obs
         if self._extent[2] > self._extent[0]:    # frame size known (an image was given)
-            visible = matched_now | (self._visible_fraction(pred) >= c.min_visible_fraction)
+            self._inside = self._visible_fraction(pred)
+            visible = matched_now | (self._inside >= c.min_visible_fraction)
         else:
+            self._inside = None
             visible = np.ones(n_t, bool)
         emit = tr.confirmed & visible & (matched_now | (age <= c.emit_coast_seconds + _SAME_TIME))
         if c.emit_min_hits > c.min_hits:
             emit &= tr.hits >= c.emit_min_hits
-        out = self._output(emit, matched_now, det_of_track, det_xyxy, det_score, age, pred)
+        out = self._output(emit, matched_now, det_of_track, det_xyxy, det_score, age, pred, ti)
 
         # 7. lifecycle (a coasting track predicted out of the frame is removed)
         alive = np.where(tr.confirmed, visible & (age <= c.max_coast_seconds + _SAME_TIME), matched_now)
@@ -348,11 +373,14 @@ class KalmanTracker(AssociationPasses):
         new.z_obs = xyxy.copy()
         new.x, new.P = self.kf.initiate(xyxy_to_state_box(xyxy, self.config.box_param))
         new.x_obs, new.P_obs = new.x.copy(), new.P.copy()
+        new.t_first = new.t_obs.copy()
+        new.z_first = new.z_obs.copy()
+        new.rate = np.full(n, np.nan)
         self.tracks.extend(new)
         self.stats.tracks_born += n
 
-    def _output(self, emit, matched_now, det_of_track, det_xyxy, det_score, age, pred) -> Detections:
-        """``pred``: this frame's predicted boxes (xyxy), which coasting tracks emit."""
+    def _output(self, emit, matched_now, det_of_track, det_xyxy, det_score, age, pred, ti) -> Detections:
+        """``pred``: this frame's predicted boxes (xyxy), which coasting tracks emit; ``ti``: matched tracks."""
         c, tr = self.config, self.tracks
         rows = emit.nonzero()[0]
         if len(rows) == 0:
@@ -374,13 +402,32 @@ class KalmanTracker(AssociationPasses):
         coast = ~live
         if np.count_nonzero(coast):      # a degenerate predicted box is not emitted
             ok = live | ((boxes[:, 2] - boxes[:, 0] > 1.0) & (boxes[:, 3] - boxes[:, 1] > 1.0))
+            if c.coast_trust:        # nor one whose prediction is not trusted (trust.py)
+                ci = coast.nonzero()[0]
+                cover = det_xyxy[det_of_track[ti]] if len(ti) else np.zeros((0, 4))
+                rc = rows[ci]
+                inside = self._inside[rc] if self._inside is not None else None
+                trusted, factor = trust.coast_trust_rows(c, tr, rc, boxes[ci], age[rc], cover, inside)
+                ok[ci] &= trusted
+                score[ci] = tr.score[rc] * factor
             if np.count_nonzero(ok) < len(ok):
                 rows, boxes, score, coast, det_class = rows[ok], boxes[ok], score[ok], coast[ok], det_class[ok]
-        return Detections(boxes, score, tr.cls[rows], tr.id[rows], coast, det_class)
+        cols = {"det_class": det_class}
+        if c.ttc:
+            cols.update(ttc.track_columns(c, tr, rows, boxes, self._extent, self.horizon.row))
+        return Detections(boxes, score, tr.cls[rows], tr.id[rows], coast, cols)
+
+    def set_frame_size(self, width: int, height: int) -> None:
+        """The frame extent when ``update`` gets no image (evaluation on detections only)."""
+        self._extent = np.array([0.0, 0.0, float(width), float(height)])
 
     def _newborn_output(self, n, xyxy, score, cls) -> Detections:
         ids = self.tracks.id[-n:]
-        return Detections(xyxy, score, cls, ids, np.zeros(n, bool), cls)
+        cols = {"det_class": np.asarray(cls, np.int32)}
+        if self.config.ttc:
+            rows = np.arange(len(self.tracks) - n, len(self.tracks))
+            cols.update(ttc.track_columns(self.config, self.tracks, rows, xyxy, self._extent, self.horizon.row))
+        return Detections(xyxy, score, cls, ids, np.zeros(n, bool), cols)
 
     @staticmethod
     def _warp_xyxy(xyxy: np.ndarray, A: np.ndarray) -> np.ndarray:

@@ -24,6 +24,18 @@ FLIP_CLASS_IDS = {"Van": 4, "Truck": 5}
 TRACKER_CLASS_NAMES = ("-", "Pedestrian", "Car", "Cyclist", "Van", "Truck")
 
 
+# Image size (width, height) per sequence: KITTI tracking sequences come from the raw
+# recordings of 2011-09-26 (0000-0013, 1242x375), 2011-09-28 (0014-0017, 1224x370) and
+# 2011-09-29 (0018-0020, 1238x374); the largest label coordinates agree.
+def frame_size(seq: str) -> tuple[int, int]:
+    n = int(seq)
+    if 14 <= n <= 17:
+        return 1224, 370
+    if 18 <= n <= 20:
+        return 1238, 374
+    return 1242, 375
+
+
 def default_root() -> Path:
     """``../shared/data/kitti_tracking`` beside the repository root (or under $DASHTRACK_SHARED_DATA)."""
     from pipeline.paths import shared_data_dir

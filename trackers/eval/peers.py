@@ -41,8 +41,11 @@ def _tracked(dets: Detections, idx: np.ndarray, ids: np.ndarray) -> Detections:
 
 
 class Ours:
-    def __init__(self, config: TrackerConfig, fps: float, emit_coasted: bool = True, class_names=None) -> None:
+    def __init__(self, config: TrackerConfig, fps: float, emit_coasted: bool = True, class_names=None,
+                 frame_size: tuple[int, int] | None = None) -> None:
         self.tracker = KalmanTracker(config, class_names)
+        if frame_size is not None:       # as the pipeline, which passes every image
+            self.tracker.set_frame_size(*frame_size)
         self.emit_coasted = emit_coasted
 
     def update(self, dets: Detections, timestamp: float) -> Detections:
@@ -104,10 +107,11 @@ class BoxmotTracker:
 
 
 def make(name: str, fps: float, config: TrackerConfig | None = None, emit_coasted: bool = True,
-         class_names=None):
-    """``class_names`` (ours only): the names of the detections' class ids (None: COCO's)."""
+         class_names=None, frame_size: tuple[int, int] | None = None):
+    """``class_names`` (ours only): the names of the detections' class ids (None: COCO's);
+    ``frame_size`` (width, height): the image extent, given to ours (peers do not use it)."""
     if name == "ours":
-        return Ours(config or TrackerConfig(), fps, emit_coasted, class_names)
+        return Ours(config or TrackerConfig(), fps, emit_coasted, class_names, frame_size)
     if name == "sv-bytetrack":
         return SvByteTrack(fps)
     if name == "norfair":
