@@ -97,6 +97,7 @@ def run_tracker(name: str, seqs: list[kitti.Sequence], cfg: TrackerConfig, class
     for seq in seqs:
         base = "ours" if name.startswith("ours") else name
         tracker = peers.make(base, kitti.KITTI_FPS, cfg, emit_coasted=(name == "ours-with-coasted"),
+                             class_names=kitti.TRACKER_CLASS_NAMES, frame_size=kitti.frame_size(seq.name))
         log = logs.setdefault(seq.name, idsw.TrackLog()) if logs is not None else None
         out_lines = []
         for f, dets in enumerate(seq.dets):
