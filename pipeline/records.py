@@ -109,7 +109,7 @@ class Detections:
     @classmethod
     def empty(cls, tracked: bool = False) -> "Detections":
         if tracked:
-            return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, bool), np.zeros(0))
+            return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0, bool))
         return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0))
 
     def __len__(self) -> int:
