@@ -228,9 +228,9 @@ class CountingTracker:
     def __init__(self, inner):
         self.inner, self.resets = inner, 0
 
-    def reset(self):
+    def reset(self, keep_ids: bool = False):
         self.resets += 1
-        self.inner.reset()
+        self.inner.reset(keep_ids=keep_ids)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
