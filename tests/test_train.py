@@ -85,6 +85,40 @@ def test_short_training_run_lowers_the_loss(tmp_path, tiny_dataset):
     assert (tmp_path / "run" / "best.pt").is_file() and res["val"] is not None
 
 
+PTH = SHARED / "teachers" / "yolox_nano" / "yolox_nano.pth"
+
+
+@needs_shared
+@pytest.mark.skipif(not PTH.is_file(), reason=f"shared data {PTH} is absent")
+@pytest.mark.parametrize("schedule, must_improve", [
+    ({"freeze_blocks": -1}, True),  # the shipped recipe: CSPDarknet frozen, neck and head train
+    ({"freeze_blocks": 3, "unfreeze_at": 0.5, "trunk_lr": 0.1}, False),  # unfreezing: finite, logged, warmed up
+], ids=["frozen_trunk", "unfreeze_half_way"])
+def test_yolox_fine_tuning_from_coco(tmp_path, tiny_dataset, schedule, must_improve):
+    """YOLOX-Nano from the COCO checkpoint, class rows sliced (step 0 is the teacher), SimOTA-lite loss."""
+    cfg = {
+        "variant": "yolox_nano", "name": "tiny_yolox", "classes": "dashcam", "input_size": [192, 320],
+        "init_from": str(PTH),
+        "data": {"train": [{"path": str(tiny_dataset)}], "val": [{"path": str(tiny_dataset), "select": "0:1"}]},
+        "schedule": {"epochs": 8, "batch_size": 3, "lr": 0.0005, "warmup_steps": 2, "eval_every": 0, "threads": 1,
+                     "ema": 0.9, "best_by": "ap50", **schedule},
+        "augment": {"enabled": False},
+        "out": str(tmp_path / "run"),
+    }
+    path = tmp_path / "yolox.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    logs = []
+    res = train(load_config(path), tmp_path / "run", resume=False, progress=False, log=logs.append)
+    losses = [h["loss"]["total"] for h in res["history"]]
+    assert len(losses) == 8 and all(np.isfinite(losses)), losses
+    assert any("class rows picked by name in 6 tensors" in line for line in logs)
+    assert res["val"]["classes"]["car"]["gt"] > 0 and (tmp_path / "run" / "best.pt").is_file()
+    if must_improve:
+        assert np.mean(losses[-3:]) < 0.8 * losses[0], losses  # the first step is the COCO teacher itself
+    else:
+        assert any("step 4: the 0.0" in line and "train from now on" in line for line in logs), logs
+
+
 @needs_shared
 def test_install_copies_the_export_into_the_weights_folder(tmp_path, tiny_dataset):
     from tools.train import install

@@ -179,14 +179,20 @@ def train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True, log=
         log(f"init: {cfg.init_from}" + (f" (class rows picked by name in {len(sliced)} tensors)" if sliced else ""))
     model = model.to(device)
     frozen = freeze_trunk(model, spec, s.freeze_blocks)
-    decay, no_decay = [], []
+    decay, no_decay, trunk_decay, trunk_no_decay = [], [], [], []
     for n, p in model.named_parameters():
-        if p.requires_grad or s.unfreeze_at:  # frozen ones join the optimiser when they unfreeze (no grad till then)
+        if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
+        elif s.unfreeze_at:  # frozen ones join the optimiser now and train (with their own warm-up) once unfrozen
+            (trunk_no_decay if p.ndim <= 1 else trunk_decay).append(p)
     log(f"model {spec.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
         f"{frozen / 1e6:.2f} M frozen; input {list(spec.input_size)}; device {device}")
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=s.lr)
+    groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if trunk_decay or trunk_no_decay:
+        groups += [{"params": trunk_decay, "weight_decay": s.weight_decay, "trunk": True},
+                   {"params": trunk_no_decay, "weight_decay": 0.0, "trunk": True}]
+    opt = torch.optim.AdamW(groups, lr=s.lr)
+    unfreeze_step = -1  # the step the frozen blocks started training (-1: not yet)
     use_amp = s.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     steps_per_epoch = max(1, len(train_frames) // s.batch_size)
@@ -206,6 +212,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True, log=
         if use_amp and st.get("scaler"):
             scaler.load_state_dict(st["scaler"])
         step, epoch, best_f1, history = st["step"], st["epoch"], st["best_f1"], st["history"]
+        unfreeze_step = st.get("unfreeze_step", -1)
         if ema is not None and st.get("ema"):
             ema.load_state_dict(st["ema"])
         elapsed0 = st.get("train_s", 0.0)
@@ -247,7 +254,11 @@ def train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True, log=
             if s.unfreeze_at and frozen and max(step / total, time_frac()) >= s.unfreeze_at:
                 freeze_trunk(model, spec, s.freeze_blocks, frozen=False)
                 log(f"step {step}: the {frozen / 1e6:.2f} M frozen trunk parameters train from now on")
-                frozen = 0
+                frozen, unfreeze_step = 0, (unfreeze_step if unfreeze_step >= 0 else step)
+            for g in opt.param_groups:  # unfrozen blocks warm up again: Adam's first steps move every weight by ~lr
+                if g.get("trunk"):
+                    g["lr"] *= s.trunk_lr * min(1.0, (step - unfreeze_step + 1) / max(s.warmup_steps, 1)) \
+                        if unfreeze_step >= 0 else 0
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
                 losses = compute_loss(model, spec, x, targets, cfg, s.aux_weight)
             loss = losses["total"]
@@ -298,7 +309,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True, log=
         torch.save({"spec": to_mapping(spec), "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "ema": ema.state_dict() if ema is not None else None,
                     "scaler": scaler.state_dict() if use_amp else None, "step": step, "epoch": epoch,
-                    "best_f1": best_f1, "history": history, "config": to_mapping(cfg),
+                    "best_f1": best_f1, "history": history, "config": to_mapping(cfg), "unfreeze_step": unfreeze_step,
                     "train_s": elapsed0 + time.monotonic() - t_train}, state_path)
     if bar is not None:
         bar.close()

@@ -68,6 +68,7 @@ class Schedule:
     seed: int = 0
     ema: float = 0.0  # decay of an exponential moving average of the weights (evaluated and kept); 0: off
     unfreeze_at: float = 0.0  # fraction of the run (steps or time budget) after which frozen blocks train; 0: never
+    trunk_lr: float = 1.0  # learning-rate multiplier of the blocks unfrozen by unfreeze_at (warmed up again)
     best_by: Literal["f1", "ap50"] = "f1"  # held-out car metric that picks best.pt
 
     def __post_init__(self) -> None:
