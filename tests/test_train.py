@@ -64,7 +64,7 @@ def tiny_config(tmp_path: Path, data: Path, **schedule) -> Path:
                     "offset_span": 4.0},
         "loss": {"center_radius": [1.0, 1.5], "obj_iou": 0.5, "giou_weight": 1.0},  # the shipped recipe's assignment
         "data": {"train": [{"path": str(data)}], "val": [{"path": str(data), "select": "0:1"}]},
-        "schedule": {"epochs": 1, "batch_size": 3, "lr": 0.01, "warmup_steps": 0, "eval_every": 0, "threads": 2,
+        "schedule": {"epochs": 1, "batch_size": 3, "lr": 0.01, "warmup_steps": 0, "eval_every": 0, "threads": 1,
                      "freeze_blocks": 3, **schedule},
         "augment": {"enabled": False},
         "out": str(tmp_path / "run"),

@@ -1,7 +1,12 @@
 """Train a ``models/`` detector on YOLO datasets (tiled-teacher pseudo-labels) from a YAML config.
 
-    python tools/train.py --config configs/train/lite.yaml [--resume] [--out runs/train/x]
-        [--max-steps N] [--device cpu|cuda] [--no-progress]
+    python tools/train.py --config configs/train/dashcam.yaml [--resume] [--out runs/train/x]
+        [--max-steps N] [--device cpu|cuda] [--no-progress] [--install]
+
+Two families: ``fastdet`` (``configs/train/lite.yaml``, loss ``models/loss.py``) and ``yolox``
+(``configs/train/dashcam.yaml``: YOLOX-Nano fine-tuned from the COCO checkpoint named by
+``init_from``, its class rows picked by name for ``classes``; SimOTA-lite loss
+``models/yolox_loss.py``; ``augment.crop`` trains on windows of the frame at the deployed scale).
 
 The config (validated by ``tools/training/config.py``; an unknown or mistyped key is a one-line error naming it)::
 
@@ -24,8 +29,10 @@ not exist yet, it is pseudo-labelled first with the tiled YOLOX-Nano teacher
 (``tools/audit_data.py``), so one command retrains from the raw frames.
 
 Training: AdamW, linear warm-up then cosine decay, AMP (fp16 autocast + grad scaling) on CUDA,
-the detection loss of ``models/loss.py`` with the per-scale auxiliary term on the stride-64 map
-when the variant has fusion on.  Each epoch writes ``OUT/last_state.pt`` (model, optimiser,
+the detection loss of the family (fastdet: with the per-scale auxiliary term on the stride-64 map
+when the variant has fusion on); optional weight EMA (``schedule.ema``: the average is what is
+evaluated, kept and exported) and frozen trunk blocks that join later (``unfreeze_at``, own warm-up,
+``trunk_lr``); ``best_by`` picks best.pt by held-out car F1 or AP50.  Each epoch writes ``OUT/last_state.pt`` (model, optimiser,
 step, epoch, RNG) which ``--resume`` continues from; evaluation on the validation frames every
 ``eval_every`` epochs prints car P/R/F1 at IoU 0.5 (score >= ``eval_conf``) and recall of cars
 under 25 px, and keeps ``OUT/best.pt`` (highest car F1).  Checkpoints are ``models/checkpoint``
