@@ -190,16 +190,19 @@ def test_resume_without_state_is_an_error(tmp_path, capsys):
 
 
 @needs_shared
-@pytest.mark.skipif(not SHIPPED.is_file(), reason="models/weights/lite.onnx is not shipped in this checkout")
-def test_shipped_model_finds_a_car_in_the_onnx_backend():
+@pytest.mark.parametrize("name, max_mb", [("lite", 20), ("dashcam", 10)], ids=["lite", "dashcam"])
+def test_shipped_model_finds_a_car_in_the_onnx_backend(name, max_mb):
     from pipeline.config import DetectorConfig
     from pipeline.onnx_detector import OnnxDetector
 
-    det = OnnxDetector(DetectorConfig(model=str(SHIPPED), threads=2))
+    path = REPO / "models" / "weights" / f"{name}.onnx"
+    if not path.is_file():
+        pytest.skip(f"models/weights/{name}.onnx is not shipped in this checkout")
+    det = OnnxDetector(DetectorConfig(model=str(path), threads=2))
     d = det.detect([cv2.imread(str(UDACITY / "test1.jpg"))])[0]
     cars = [i for i, c in enumerate(d.class_id) if det.class_names[int(c)] == "car"]
     assert cars, (d.xyxy, d.class_id, d.score)
-    assert SHIPPED.stat().st_size <= 20e6
+    assert path.stat().st_size <= max_mb * 1e6
 
 
 def test_shipped_preset_points_at_the_shipped_model():
