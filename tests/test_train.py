@@ -211,3 +211,39 @@ def test_shipped_preset_points_at_the_shipped_model():
         pytest.skip("configs/detectors/lite.yaml is not in this checkout")
     det = yaml.safe_load(preset.read_text())["detector"]
     assert det["backend"] == "onnx" and (preset.parent / det["model"]).resolve() == SHIPPED.resolve()
+
+
+@pytest.mark.parametrize("extra, word", [
+    ({"schedule": {"ema": 1.5}}, "ema"),
+    ({"schedule": {"best_by": "map"}}, "best_by"),
+    ({"schedule": {"unfreeze_at": 1.0}}, "unfreeze_at"),
+    ({"init_from": "no/such/file.pth"}, "init_from"),
+    ({"augment": {"crop": [250, 416]}}, "crop"),
+    ({"fastdet": {"channels": 8}}, "fastdet family"),
+], ids=["ema", "best_by", "unfreeze_at", "init_from", "crop", "fastdet_section_on_yolox"])
+def test_yolox_config_errors_name_the_key(tmp_path, capsys, extra, word):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"variant": "yolox_nano", "classes": "dashcam", "data": {"train": [{"path": "x"}]},
+                                    **extra}))
+    assert main(["--config", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert word in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("decay, updates, expect", [
+    (0.9, 1, 1 - 2 / 11),                        # ramp: d = min(0.9, 2 / 11): the first average is mostly the model
+    (0.1, 1, 0.9),                               # the decay caps the ramp
+    (0.9, 2, 0.25 * (1 - 2 / 11) + 0.75),        # second update: d = 3 / 12
+], ids=["ramp_first_update", "decay_caps_ramp", "second_update"])
+def test_weight_ema_ramp(decay, updates, expect):
+    """The model's weight jumps from 0 to 1; the average follows by the ramped decay."""
+    from tools.training.ema import WeightEMA
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = WeightEMA(model, decay)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for _ in range(updates):
+        ema.update(model)
+    assert float(ema.model.weight) == pytest.approx(expect)
