@@ -169,9 +169,9 @@ class YOLOXHead(nn.Module):
         self.reg_preds = nn.ModuleList(nn.Conv2d(hid, 4, 1) for _ in strides)
         self.obj_preds = nn.ModuleList(nn.Conv2d(hid, 1, 1) for _ in strides)
 
-    def forward(self, feats) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns params (B, N, 4) = dx dy logw logh, scores (B, N, C), priors (N, 5) = gx gy s pw ph."""
-        params, scores, priors = [], [], []
+    def logits(self, feats) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Training view: params (B, N, 4), objectness logits (B, N), class logits (B, N, C), priors (N, 5)."""
+        params, objs, clss, priors = [], [], [], []
         for i, x in enumerate(feats):
             x = self.stems[i](x)
             cls = self.cls_preds[i](self.cls_convs[i](x))  # (B, C, h, w)
@@ -180,12 +180,17 @@ class YOLOXHead(nn.Module):
             obj = self.obj_preds[i](reg_feat)  # (B, 1, h, w)
             h, w = x.shape[-2:]
             params.append(reg.flatten(2).transpose(1, 2))  # (B, 4, h, w) -> (B, h*w, 4)
-            score = obj.sigmoid() * cls.sigmoid()  # (B, C, h, w)
-            scores.append(score.flatten(2).transpose(1, 2))  # -> (B, h*w, C)
+            objs.append(obj.flatten(1))  # (B, 1, h, w) -> (B, h*w)
+            clss.append(cls.flatten(2).transpose(1, 2))  # (B, C, h, w) -> (B, h*w, C)
             gx, gy = cell_grid(h, w, reg)
             s = torch.full_like(gx, float(self.strides[i]))
             priors.append(torch.stack((gx, gy, s, s, s), dim=1))  # (h*w, 5)
-        return torch.cat(params, 1), torch.cat(scores, 1), torch.cat(priors, 0)
+        return torch.cat(params, 1), torch.cat(objs, 1), torch.cat(clss, 1), torch.cat(priors, 0)
+
+    def forward(self, feats) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns params (B, N, 4) = dx dy logw logh, scores (B, N, C), priors (N, 5) = gx gy s pw ph."""
+        params, obj, cls, priors = self.logits(feats)
+        return params, obj.sigmoid()[..., None] * cls.sigmoid(), priors  # scores: objectness x class probability
 
 
 class YOLOX(nn.Module):
@@ -210,6 +215,10 @@ class YOLOX(nn.Module):
 
     def raw(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.head(self.backbone(x))
+
+    def raw_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """params, objectness logits, class logits, priors (``YOLOXHead.logits``): what the loss needs."""
+        return self.head.logits(self.backbone(x))
 
     @staticmethod
     def decode_boxes(params: torch.Tensor, priors: torch.Tensor) -> torch.Tensor:

@@ -137,7 +137,10 @@ def test_corrupted_clip_gives_frames_or_a_clean_error(tmp_path_factory, how):
         assert "\n" not in str(e) and str(path.name) in str(e)
     else:
         assert 0 < len(frames) <= 38
-        assert all(f.image.shape == (720, 1280, 3) for f in frames)
+        sizes = {f.image.shape for f in frames}
+        # a damaged header may decode at another size: allowed, but never silently (issue 19 row 15)
+        assert sizes == {(720, 1280, 3)} or any("frame size changed" in w for w in getattr(src, "warnings", []))
+        assert all(f.image.ndim == 3 and min(f.image.shape[:2]) >= 16 for f in frames)
     assert time.monotonic() - t0 < 20
 
 

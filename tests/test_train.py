@@ -65,7 +65,7 @@ def tiny_config(tmp_path: Path, data: Path, **schedule) -> Path:
                     "offset_span": 4.0},
         "loss": {"center_radius": [1.0, 1.5], "obj_iou": 0.5, "giou_weight": 1.0},  # the shipped recipe's assignment
         "data": {"train": [{"path": str(data)}], "val": [{"path": str(data), "select": "0:1"}]},
-        "schedule": {"epochs": 1, "batch_size": 3, "lr": 0.01, "warmup_steps": 0, "eval_every": 0, "threads": 2,
+        "schedule": {"epochs": 1, "batch_size": 3, "lr": 0.01, "warmup_steps": 0, "eval_every": 0, "threads": 1,
                      "freeze_blocks": 3, **schedule},
         "augment": {"enabled": False},
         "out": str(tmp_path / "run"),
@@ -84,6 +84,40 @@ def test_short_training_run_lowers_the_loss(tmp_path, tiny_dataset):
     assert np.mean(losses[-5:]) < 0.6 * np.mean(losses[:3]), losses
     assert "s64_obj" in res["history"][0]["loss"]  # fusion on: the stride-64 auxiliary loss is trained
     assert (tmp_path / "run" / "best.pt").is_file() and res["val"] is not None
+
+
+PTH = SHARED / "teachers" / "yolox_nano" / "yolox_nano.pth"
+
+
+@needs_shared
+@pytest.mark.skipif(not PTH.is_file(), reason=f"shared data {PTH} is absent")
+@pytest.mark.parametrize("schedule, must_improve", [
+    ({"freeze_blocks": -1}, True),  # the shipped recipe: CSPDarknet frozen, neck and head train
+    ({"freeze_blocks": 3, "unfreeze_at": 0.5, "trunk_lr": 0.1}, False),  # unfreezing: finite, logged, warmed up
+], ids=["frozen_trunk", "unfreeze_half_way"])
+def test_yolox_fine_tuning_from_coco(tmp_path, tiny_dataset, schedule, must_improve):
+    """YOLOX-Nano from the COCO checkpoint, class rows sliced (step 0 is the teacher), SimOTA-lite loss."""
+    cfg = {
+        "variant": "yolox_nano", "name": "tiny_yolox", "classes": "dashcam", "input_size": [192, 320],
+        "init_from": str(PTH),
+        "data": {"train": [{"path": str(tiny_dataset)}], "val": [{"path": str(tiny_dataset), "select": "0:1"}]},
+        "schedule": {"epochs": 8, "batch_size": 3, "lr": 0.0005, "warmup_steps": 2, "eval_every": 0, "threads": 1,
+                     "ema": 0.9, "best_by": "ap50", **schedule},
+        "augment": {"enabled": False},
+        "out": str(tmp_path / "run"),
+    }
+    path = tmp_path / "yolox.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    logs = []
+    res = train(load_config(path), tmp_path / "run", resume=False, progress=False, log=logs.append)
+    losses = [h["loss"]["total"] for h in res["history"]]
+    assert len(losses) == 8 and all(np.isfinite(losses)), losses
+    assert any("class rows picked by name in 6 tensors" in line for line in logs)
+    assert res["val"]["classes"]["car"]["gt"] > 0 and (tmp_path / "run" / "best.pt").is_file()
+    if must_improve:
+        assert np.mean(losses[-3:]) < 0.8 * losses[0], losses  # the first step is the COCO teacher itself
+    else:
+        assert any("step 4: the 0.0" in line and "train from now on" in line for line in logs), logs
 
 
 @needs_shared
@@ -157,16 +191,19 @@ def test_resume_without_state_is_an_error(tmp_path, capsys):
 
 
 @needs_shared
-@pytest.mark.skipif(not SHIPPED.is_file(), reason="models/weights/lite.onnx is not shipped in this checkout")
-def test_shipped_model_finds_a_car_in_the_onnx_backend():
+@pytest.mark.parametrize("name, max_mb", [("lite", 20), ("dashcam", 10)], ids=["lite", "dashcam"])
+def test_shipped_model_finds_a_car_in_the_onnx_backend(name, max_mb):
     from pipeline.config import DetectorConfig
     from pipeline.onnx_detector import OnnxDetector
 
-    det = OnnxDetector(DetectorConfig(model=str(SHIPPED), threads=2))
+    path = REPO / "models" / "weights" / f"{name}.onnx"
+    if not path.is_file():
+        pytest.skip(f"models/weights/{name}.onnx is not shipped in this checkout")
+    det = OnnxDetector(DetectorConfig(model=str(path), threads=2))
     d = det.detect([cv2.imread(str(UDACITY / "test1.jpg"))])[0]
     cars = [i for i, c in enumerate(d.class_id) if det.class_names[int(c)] == "car"]
     assert cars, (d.xyxy, d.class_id, d.score)
-    assert SHIPPED.stat().st_size <= 20e6
+    assert path.stat().st_size <= max_mb * 1e6
 
 
 def test_shipped_preset_points_at_the_shipped_model():
@@ -175,3 +212,39 @@ def test_shipped_preset_points_at_the_shipped_model():
         pytest.skip("configs/detectors/lite.yaml is not in this checkout")
     det = yaml.safe_load(preset.read_text())["detector"]
     assert det["backend"] == "onnx" and (preset.parent / det["model"]).resolve() == SHIPPED.resolve()
+
+
+@pytest.mark.parametrize("extra, word", [
+    ({"schedule": {"ema": 1.5}}, "ema"),
+    ({"schedule": {"best_by": "map"}}, "best_by"),
+    ({"schedule": {"unfreeze_at": 1.0}}, "unfreeze_at"),
+    ({"init_from": "no/such/file.pth"}, "init_from"),
+    ({"augment": {"crop": [250, 416]}}, "crop"),
+    ({"fastdet": {"channels": 8}}, "fastdet family"),
+], ids=["ema", "best_by", "unfreeze_at", "init_from", "crop", "fastdet_section_on_yolox"])
+def test_yolox_config_errors_name_the_key(tmp_path, capsys, extra, word):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"variant": "yolox_nano", "classes": "dashcam", "data": {"train": [{"path": "x"}]},
+                                    **extra}))
+    assert main(["--config", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert word in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("decay, updates, expect", [
+    (0.9, 1, 1 - 2 / 11),                        # ramp: d = min(0.9, 2 / 11): the first average is mostly the model
+    (0.1, 1, 0.9),                               # the decay caps the ramp
+    (0.9, 2, 0.25 * (1 - 2 / 11) + 0.75),        # second update: d = 3 / 12
+], ids=["ramp_first_update", "decay_caps_ramp", "second_update"])
+def test_weight_ema_ramp(decay, updates, expect):
+    """The model's weight jumps from 0 to 1; the average follows by the ramped decay."""
+    from tools.training.ema import WeightEMA
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = WeightEMA(model, decay)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for _ in range(updates):
+        ema.update(model)
+    assert float(ema.model.weight) == pytest.approx(expect)

@@ -1,7 +1,12 @@
 """Train a ``models/`` detector on YOLO datasets (tiled-teacher pseudo-labels) from a YAML config.
 
-    python tools/train.py --config configs/train/lite.yaml [--resume] [--out runs/train/x]
-        [--max-steps N] [--device cpu|cuda] [--no-progress]
+    python tools/train.py --config configs/train/dashcam.yaml [--resume] [--out runs/train/x]
+        [--max-steps N] [--device cpu|cuda] [--no-progress] [--install]
+
+Two families: ``fastdet`` (``configs/train/lite.yaml``, loss ``models/loss.py``) and ``yolox``
+(``configs/train/dashcam.yaml``: YOLOX-Nano fine-tuned from the COCO checkpoint named by
+``init_from``, its class rows picked by name for ``classes``; SimOTA-lite loss
+``models/yolox_loss.py``; ``augment.crop`` trains on windows of the frame at the deployed scale).
 
 The config (validated by ``tools/training/config.py``; an unknown or mistyped key is a one-line error naming it)::
 
@@ -24,8 +29,10 @@ not exist yet, it is pseudo-labelled first with the tiled YOLOX-Nano teacher
 (``tools/audit_data.py``), so one command retrains from the raw frames.
 
 Training: AdamW, linear warm-up then cosine decay, AMP (fp16 autocast + grad scaling) on CUDA,
-the detection loss of ``models/loss.py`` with the per-scale auxiliary term on the stride-64 map
-when the variant has fusion on.  Each epoch writes ``OUT/last_state.pt`` (model, optimiser,
+the detection loss of the family (fastdet: with the per-scale auxiliary term on the stride-64 map
+when the variant has fusion on); optional weight EMA (``schedule.ema``: the average is what is
+evaluated, kept and exported) and frozen trunk blocks that join later (``unfreeze_at``, own warm-up,
+``trunk_lr``); ``best_by`` picks best.pt by held-out car F1 or AP50.  Each epoch writes ``OUT/last_state.pt`` (model, optimiser,
 step, epoch, RNG) which ``--resume`` continues from; evaluation on the validation frames every
 ``eval_every`` epochs prints car P/R/F1 at IoU 0.5 (score >= ``eval_conf``) and recall of cars
 under 25 px, and keeps ``OUT/best.pt`` (highest car F1).  Checkpoints are ``models/checkpoint``
@@ -55,13 +62,14 @@ import torch  # noqa: E402
 
 from models.checkpoint import save_checkpoint  # noqa: E402
 from models.export import export_onnx  # noqa: E402
-from models.loss import detection_loss  # noqa: E402
 from models.registry import ModelSpec, build_model  # noqa: E402
 from pipeline.configtools import ConfigError, to_mapping  # noqa: E402
 from tools.datasets import DASHCAM_NAMES, DatasetError  # noqa: E402
 from tools.train_data import AugmentConfig, Frame, augment, letterbox_scale, load_frames, to_tensor_batch  # noqa: E402
 from tools.training.config import (DatasetEntry, Schedule, TrainConfig, TrainError,  # noqa: E402
                                    load_config, model_spec, resolve_path)
+from tools.training.ema import WeightEMA  # noqa: E402
+from tools.training.family import compute_loss, freeze_trunk, init_weights, set_bn_eval  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -136,7 +144,7 @@ def summary_line(res: dict) -> str:
     car = res["classes"]["car"]
     tl = res["classes"]["traffic light"]
     bh = car["by_height"]
-    return (f"car P {car['precision']:.3f} R {car['recall']:.3f} F1 {car['f1']:.3f} "
+    return (f"car P {car['precision']:.3f} R {car['recall']:.3f} F1 {car['f1']:.3f} AP50 {car['ap50']:.3f} "
             f"(R<25 {bh['small']['recall']:.3f}, 25-40 {bh['medium']['recall']:.3f}, >=40 {bh['large']['recall']:.3f}); "
             f"traffic light R {tl['recall']:.3f}; all F1 {res['overall']['f1']:.3f}")
 
@@ -150,31 +158,12 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def set_bn_eval(module: torch.nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.eval()
-
-
 def lr_at(step: int, total: int, s: Schedule, time_frac: float = 0.0) -> float:
     """Linear warm-up, then cosine from lr to lr * min_lr_ratio over the progress (steps or time budget)."""
     if step < s.warmup_steps:
         return s.lr * (step + 1) / s.warmup_steps
     t = max((step - s.warmup_steps) / max(total - s.warmup_steps, 1), time_frac)
     return s.lr * (s.min_lr_ratio + (1 - s.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
-
-
-def freeze_trunk(model, n: int) -> int:
-    """Stop training the stem and first ``n`` trunk blocks (-1: all); returns the frozen parameter count."""
-    if n == 0:
-        return 0
-    parts = [model.trunk] if n < 0 else [model.trunk.stem, *list(model.trunk.blocks)[:n]]
-    frozen = 0
-    for part in parts:
-        for prm in part.parameters():
-            prm.requires_grad_(False)
-            frozen += prm.numel()
-    return frozen
 
 
 def train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True, log=print) -> dict:
@@ -191,21 +180,32 @@ def train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True, log=
     log(f"data: {len(train_frames)} train frames ({sum(len(f.cls) for f in train_frames)} boxes), "
         f"{len(val_frames)} val frames; load {time.monotonic() - t_start:.1f} s")
 
-    model = build_model(spec).to(device)
-    frozen = freeze_trunk(model, s.freeze_blocks)
-    decay, no_decay = [], []
+    model = build_model(spec)
+    if cfg.init_from:
+        sliced = init_weights(model, spec, resolve_path(cfg.init_from))
+        log(f"init: {cfg.init_from}" + (f" (class rows picked by name in {len(sliced)} tensors)" if sliced else ""))
+    model = model.to(device)
+    frozen = freeze_trunk(model, spec, s.freeze_blocks)
+    decay, no_decay, trunk_decay, trunk_no_decay = [], [], [], []
     for n, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim <= 1 else decay).append(p)
+        elif s.unfreeze_at:  # frozen ones join the optimiser now and train (with their own warm-up) once unfrozen
+            (trunk_no_decay if p.ndim <= 1 else trunk_decay).append(p)
     log(f"model {spec.name}: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
         f"{frozen / 1e6:.2f} M frozen; input {list(spec.input_size)}; device {device}")
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=s.lr)
+    groups = [{"params": decay, "weight_decay": s.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if trunk_decay or trunk_no_decay:
+        groups += [{"params": trunk_decay, "weight_decay": s.weight_decay, "trunk": True},
+                   {"params": trunk_no_decay, "weight_decay": 0.0, "trunk": True}]
+    opt = torch.optim.AdamW(groups, lr=s.lr)
+    unfreeze_step = -1  # the step the frozen blocks started training (-1: not yet)
     use_amp = s.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     steps_per_epoch = max(1, len(train_frames) // s.batch_size)
     total = s.max_steps or s.epochs * steps_per_epoch
     step, epoch, best_f1, history, elapsed0 = 0, 0, -1.0, [], 0.0
+    ema = WeightEMA(model, s.ema) if s.ema else None
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / "last_state.pt"
     if resume:
@@ -219,6 +219,9 @@ def train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True, log=
         if use_amp and st.get("scaler"):
             scaler.load_state_dict(st["scaler"])
         step, epoch, best_f1, history = st["step"], st["epoch"], st["best_f1"], st["history"]
+        unfreeze_step = st.get("unfreeze_step", -1)
+        if ema is not None and st.get("ema"):
+            ema.load_state_dict(st["ema"])
         elapsed0 = st.get("train_s", 0.0)
         rng = np.random.default_rng(s.seed + 1000 + step)
         torch.manual_seed(s.seed + step)
@@ -227,7 +230,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True, log=
     p = spec.preprocess
     model.train()
     if s.freeze_bn:
-        set_bn_eval(model.trunk)
+        set_bn_eval(model, spec)
     bar = None
     if time_budget_note := (f"; time budget {s.max_minutes:g} min" if s.max_minutes else ""):
         log(f"schedule: {total} steps max ({steps_per_epoch} per epoch, batch {s.batch_size}){time_budget_note}")
@@ -255,8 +258,16 @@ def train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True, log=
             x = torch.from_numpy(to_tensor_batch(canvases, p.color, p.mean, p.std)).to(device)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, s, time_frac())
+            if s.unfreeze_at and frozen and max(step / total, time_frac()) >= s.unfreeze_at:
+                freeze_trunk(model, spec, s.freeze_blocks, frozen=False)
+                log(f"step {step}: the {frozen / 1e6:.2f} M frozen trunk parameters train from now on")
+                frozen, unfreeze_step = 0, (unfreeze_step if unfreeze_step >= 0 else step)
+            for g in opt.param_groups:  # unfrozen blocks warm up again: Adam's first steps move every weight by ~lr
+                if g.get("trunk"):
+                    g["lr"] *= s.trunk_lr * min(1.0, (step - unfreeze_step + 1) / max(s.warmup_steps, 1)) \
+                        if unfreeze_step >= 0 else 0
             with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                losses = detection_loss(model, x, targets, aux_weight=s.aux_weight, cfg=cfg.loss)
+                losses = compute_loss(model, spec, x, targets, cfg, s.aux_weight)
             loss = losses["total"]
             if not torch.isfinite(loss):
                 raise TrainError(f"loss is {loss.item()} at step {step}; lower schedule.lr")
@@ -266,6 +277,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True, log=
             torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
             scaler.step(opt)
             scaler.update()
+            if ema is not None:
+                ema.update(model)
             step += 1
             for k, v in losses.items():
                 running[k] = running.get(k, 0.0) + float(v.detach())
@@ -279,34 +292,36 @@ def train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True, log=
                  "train_s": round(elapsed0 + time.monotonic() - t_train, 1)}
         msg = f"epoch {epoch} step {step}/{total} loss {mean.get('total', float('nan')):.4f}"
         done = step >= total or time_frac() >= 1.0
+        kept = ema.model if ema is not None else model  # what is evaluated, kept and exported
         if val_frames and ((s.eval_every and epoch % s.eval_every == 0) or done):
-            res = evaluate_model(model, spec, val_frames, device, s.eval_conf)
+            res = evaluate_model(kept, spec, val_frames, device, s.eval_conf)
             if s.freeze_bn:
-                set_bn_eval(model.trunk)
+                set_bn_eval(model, spec)
             last_res = res
-            car_f1 = res["classes"]["car"]["f1"]
-            entry["val"] = {"car_f1": car_f1, "car_p": res["classes"]["car"]["precision"],
-                            "car_r": res["classes"]["car"]["recall"],
-                            "car_r_small": res["classes"]["car"]["by_height"]["small"]["recall"],
+            car = res["classes"]["car"]
+            car_f1 = car["f1"] if s.best_by == "f1" else car["ap50"]
+            entry["val"] = {"car_f1": car["f1"], "car_ap50": car["ap50"], "car_p": car["precision"],
+                            "car_r": car["recall"], "car_r_small": car["by_height"]["small"]["recall"],
                             "tl_r": res["classes"]["traffic light"]["recall"]}
             msg += " | val " + summary_line(res)
             if car_f1 > best_f1:
                 best_f1 = car_f1
-                save_checkpoint(out / "best.pt", model, spec)
+                save_checkpoint(out / "best.pt", kept, spec)
         history.append(entry)
         if bar is not None:
             bar.write(msg)
         else:
             log(msg)
-        save_checkpoint(out / "last.pt", model, spec)
+        save_checkpoint(out / "last.pt", kept, spec)
         torch.save({"spec": to_mapping(spec), "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "ema": ema.state_dict() if ema is not None else None,
                     "scaler": scaler.state_dict() if use_amp else None, "step": step, "epoch": epoch,
-                    "best_f1": best_f1, "history": history, "config": to_mapping(cfg),
+                    "best_f1": best_f1, "history": history, "config": to_mapping(cfg), "unfreeze_step": unfreeze_step,
                     "train_s": elapsed0 + time.monotonic() - t_train}, state_path)
     if bar is not None:
         bar.close()
     if not (out / "best.pt").is_file():
-        save_checkpoint(out / "best.pt", model, spec)
+        save_checkpoint(out / "best.pt", ema.model if ema is not None else model, spec)
     wall = time.monotonic() - t_start
     result = {"steps": step, "epochs": epoch, "best_car_f1": best_f1, "wall_s": round(wall, 1),
               "history": history, "val": last_res, "device": str(device)}
@@ -319,7 +334,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True, log=
         path = export_onnx(m.cpu(), best_spec, export_path(cfg, out), dynamic_batch=False)
         result["onnx"] = str(path)
         log(f"exported {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    log(f"done: {step} steps, {epoch} epochs in {wall / 60:.1f} min on {device}; best val car F1 {best_f1:.3f}")
+    log(f"done: {step} steps, {epoch} epochs in {wall / 60:.1f} min on {device}; "
+        f"best val car {'F1' if s.best_by == 'f1' else 'AP50'} {best_f1:.3f}")
     return result
 
 

@@ -42,6 +42,9 @@ class AugmentConfig:
     min_visible: float = 0.5  # keep a cropped box when this much of its area stays inside
     min_size: float = 2.0  # drop boxes thinner than this (network-input px) after the warp
     enabled: bool = True
+    crop: tuple[int, int] | None = None  # training window (H, W) cut from the frame at the network input's scale
+                                         # (cheaper steps, same object sizes as deployed); None: the whole input
+
 
     def __post_init__(self) -> None:
         lo, hi = self.scale
@@ -54,6 +57,8 @@ class AugmentConfig:
                 raise ValueError(f"augment.{name} {getattr(self, name)} must be in [0, 1)")
         if not 0 < self.min_visible <= 1:
             raise ValueError(f"augment.min_visible {self.min_visible} must be in (0, 1]")
+        if self.crop is not None and (min(self.crop) < 32 or any(v % 32 for v in self.crop)):
+            raise ValueError(f"augment.crop {list(self.crop)} must be positive multiples of 32")
 
 
 @dataclass
@@ -128,8 +133,9 @@ def letterbox_scale(w: int, h: int, in_hw: tuple[int, int]) -> float:
 
 def augment(frame: Frame, in_hw: tuple[int, int], cfg: AugmentConfig, rng: np.random.Generator,
             pad_value: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One training sample: (H, W, 3) uint8 BGR canvas, boxes (M, 4) float32 in input px, classes (M,)."""
-    ih, iw = in_hw
+    """One training sample: (H, W, 3) uint8 BGR canvas, boxes (M, 4) float32 in input px, classes (M,).
+    The frame is scaled as for the ``in_hw`` network input; the window is ``cfg.crop`` or ``in_hw``."""
+    ih, iw = cfg.crop or in_hw
     r0 = letterbox_scale(frame.width, frame.height, in_hw)
     if cfg.enabled:
         lo, hi = cfg.scale

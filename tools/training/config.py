@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
 from models.loss import LossConfig, check_assignment
 from models.registry import ModelSpec, load_variant, spec_from_mapping
+from models.yolox_loss import YoloxLossConfig
 from pipeline.configtools import ConfigError, from_mapping, to_mapping
 from tools.train_data import AugmentConfig
 
@@ -64,6 +66,10 @@ class Schedule:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch intra-op threads on CPU (0: torch default)
     seed: int = 0
+    ema: float = 0.0  # decay of an exponential moving average of the weights (evaluated and kept); 0: off
+    unfreeze_at: float = 0.0  # fraction of the run (steps or time budget) after which frozen blocks train; 0: never
+    trunk_lr: float = 1.0  # learning-rate multiplier of the blocks unfrozen by unfreeze_at (warmed up again)
+    best_by: Literal["f1", "ap50"] = "f1"  # held-out car metric that picks best.pt
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -73,6 +79,10 @@ class Schedule:
             raise ValueError(f"schedule.lr {self.lr} must be > 0")
         if self.max_steps < 0 or self.warmup_steps < 0 or self.eval_every < 0:
             raise ValueError("schedule.max_steps, warmup_steps and eval_every must be >= 0")
+        if not 0 <= self.ema < 1:
+            raise ValueError(f"schedule.ema {self.ema} must be in [0, 1)")
+        if not 0 <= self.unfreeze_at < 1:
+            raise ValueError(f"schedule.unfreeze_at {self.unfreeze_at} must be in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -82,8 +92,11 @@ class TrainConfig:
     name: str = ""
     input_size: tuple[int, int] | None = None
     fastdet: dict | None = None
+    classes: Literal["coco", "dashcam"] | tuple[str, ...] | None = None  # override of the variant's classes
+    init_from: str = ""  # weights to start from (class rows picked by name, models/transfer.py); "": the variant's
     schedule: Schedule = Schedule()
-    loss: LossConfig = LossConfig()
+    loss: LossConfig = LossConfig()  # fastdet family
+    yolox_loss: YoloxLossConfig = YoloxLossConfig()  # yolox family (models/yolox_loss.py)
     augment: AugmentConfig = AugmentConfig()
     out: str = "runs/train/default"
     export_onnx: str = ""
@@ -111,13 +124,22 @@ def model_spec(cfg: TrainConfig, where: str = "config") -> ModelSpec:
         if base.get("fastdet") is None:
             raise ConfigError(f"{where}.fastdet: variant {cfg.variant!r} is not of the fastdet family")
         base["fastdet"] = {**base["fastdet"], **cfg.fastdet}
-    if base["family"] != "fastdet":
-        raise ConfigError(f"{where}.variant: {cfg.variant!r} is a {base['family']} model; training supports fastdet")
+    if cfg.classes is not None:
+        base["classes"] = cfg.classes if isinstance(cfg.classes, str) else list(cfg.classes)
+    if base["family"] not in ("fastdet", "yolox"):
+        raise ConfigError(f"{where}.variant: {cfg.variant!r} is a {base['family']} model; training supports "
+                          "fastdet and yolox")
+    if cfg.init_from:
+        base["weights"] = "none"  # the trained checkpoint carries its own weights
+        if not resolve_path(cfg.init_from).is_file():
+            raise ConfigError(f"{where}.init_from: {cfg.init_from} is not a file (the COCO YOLOX-Nano checkpoint is "
+                              "../shared/data/teachers/yolox_nano/yolox_nano.pth)")
     spec = spec_from_mapping(base, where)
-    try:
-        check_assignment(cfg.loss, spec.fastdet)
-    except ValueError as e:
-        raise ConfigError(f"{where}: {e}") from None
+    if spec.family == "fastdet":
+        try:
+            check_assignment(cfg.loss, spec.fastdet)
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
     return spec
 
 
