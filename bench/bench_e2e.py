@@ -10,6 +10,7 @@ On one 1280x720 clip looped to --frames, tracker on:
   ours+h264        the same + --save-video (PyAV libx264)
   ours x4 streams  4 copies of the clip at once, one shared detector (total FPS)
   ours, lite       ours with the small lite detector (configs/detectors/lite.yaml, 288x512)
+  ours + 1 crop    ours with detector.crops on, budget 1 (one native-resolution crop per frame)
   ultralytics      YOLO("yolo11n.yaml").track(imgsz=640), random weights, in --ultra-python
                    (a venv with ultralytics; skipped when absent)
 Configurations run in turn, --repeats times, and the medians are reported.
@@ -142,6 +143,7 @@ def main() -> int:
         over["detector.spin"] = args.spin == "yes"
     cfg = load_config(DEFAULT_CONFIG, over)
     cfg_lite = load_config(DEFAULT_CONFIG, dict(model_overrides("lite"), **over))
+    cfg_crops = load_config(DEFAULT_CONFIG, dict(over, **{"detector.crops": True, "detector.crop_budget": 1}))
     tmp = Path(tempfile.mkdtemp())
     cfg_h264 = load_config(DEFAULT_CONFIG, dict(over, **{"output.save_video": str(tmp / "ours.mp4")}))
     runs = {
@@ -151,6 +153,7 @@ def main() -> int:
         "ours --save-video (H.264)": lambda: ours(cfg_h264, clip, args.frames),
         "ours, 4 streams (total)": lambda: ours(cfg, clip, args.frames // 4, streams=4),
         "ours, lite model": lambda: ours(cfg_lite, clip, args.frames),
+        "ours + 1 crop (detector.crops)": lambda: ours(cfg_crops, clip, args.frames),
         "ultralytics yolo11n track": lambda: ultralytics(args.ultra_python, clip, args.frames),
     }
     if args.only:

@@ -122,7 +122,7 @@ def test_select_slices():
 
 
 def test_default_weights_is_the_shipped_model(tmp_path):
-    """--weights default runs models/weights/lite.onnx (no ../shared data needed)."""
+    """--weights default runs models/weights/dashcam.onnx (no ../shared data needed)."""
     import cv2
 
     images, labels = tmp_path / "images", tmp_path / "labels"
@@ -137,7 +137,7 @@ def test_default_weights_is_the_shipped_model(tmp_path):
                            "--images", str(images), "--labels", str(labels), "--format", "yolo", "--json", str(out)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(out.read_text())["run"]["model"].endswith("lite.onnx")
+    assert json.loads(out.read_text())["run"]["model"].endswith("dashcam.onnx")
 
 
 def test_default_weights_missing_is_a_clear_error(monkeypatch, tmp_path):

@@ -6,7 +6,7 @@
 ``--weights``: an .onnx file or a detector preset (yolox_nano, nanodet_m) run through
 the pipeline's ONNX backend (a ``models/`` checkpoint ``variant:path.pth`` goes through
 ``models.build_detector``); ``default`` names the shipped model
-(``configs/detectors/lite.yaml`` -> ``models/weights/lite.onnx``).  ``--tiles`` runs the detector tiled at native scale plus a full pass, as
+(``configs/detectors/dashcam.yaml`` -> ``models/weights/dashcam.onnx``).  ``--tiles`` runs the detector tiled at native scale plus a full pass, as
 ``tools/pseudo_label.py`` does.
 
 Ground-truth class names are mapped onto the dashcam classes (person, bicycle, car,
@@ -50,14 +50,14 @@ class EvalError(RuntimeError):
 
 # -- detector ------------------------------------------------------------------------
 REPO = Path(__file__).resolve().parents[1]
-SHIPPED_PRESET = REPO / "configs" / "detectors" / "lite.yaml"     # the model this project trained and ships
-SHIPPED_ONNX = REPO / "models" / "weights" / "lite.onnx"
+SHIPPED_PRESET = REPO / "configs" / "detectors" / "dashcam.yaml"  # the default model this project trained and ships
+SHIPPED_ONNX = REPO / "models" / "weights" / "dashcam.onnx"
 def resolve_weights(weights: str) -> str:
     """The teacher spec for ``--weights``; ``default`` is the shipped model."""
     if weights == "default":
         if not SHIPPED_ONNX.is_file():
             raise EvalError(f"--weights default: the shipped model {SHIPPED_ONNX} is missing; restore it with git "
-                            "or retrain: python tools/train.py --config configs/train/lite.yaml --install")
+                            "or retrain: python tools/train.py --config configs/train/dashcam.yaml --install")
         return str(SHIPPED_PRESET)
     p = Path(weights)
     if weights.endswith(".onnx") and not p.is_file():
