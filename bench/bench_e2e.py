@@ -35,7 +35,7 @@ from pipeline.config import DEFAULT_CONFIG, load_config, model_overrides
 from pipeline.detector import Batch, Letterbox
 from pipeline.multi import MultiRunner
 from pipeline.onnx_detector import build_detector, letterbox_image
-from pipeline.outputs import draw_detections
+from pipeline.drawing import draw_detections
 from pipeline.runner import Runner, build_tracker
 
 

@@ -22,7 +22,7 @@ from common import SHARED, Looped, markdown_table, write_json  # noqa: E402  (pu
 
 from pipeline.config import DEFAULT_CONFIG, load_config  # noqa: E402
 from pipeline.onnx_detector import build_detector  # noqa: E402
-from pipeline.outputs import draw_detections  # noqa: E402
+from pipeline.drawing import draw_detections  # noqa: E402
 from pipeline.runner import Runner, build_tracker  # noqa: E402
 from pipeline.sources import open_source  # noqa: E402
 from pipeline.stats import format_table  # noqa: E402

@@ -18,13 +18,15 @@ from typing import Any
 from .config import AppConfig
 from .crops import build_crops
 from .detector import Detector
+from .detector_stages import batched_stages, crop_stages, frame_stages
 from .display import Preview, display_available
 from .onnx_detector import build_detector
-from .outputs import (JsonlWriter, MotWriter, OutputError, VideoWriter, draw_detections, draw_hud, probe_stats_json,
-                      refuse_overwriting_inputs, track_color, write_stats_json)
-from .records import Packet, PacketGroup
+from .drawing import draw_detections, draw_hud, track_color
+from .outputs import (JsonlWriter, MotWriter, OutputError, VideoWriter, probe_stats_json, refuse_overwriting_inputs,
+                      write_stats_json)
+from .records import Packet
 from .sources import Source, open_source
-from .stages import END, Chain, Many, StageSpec
+from .stages import END, Chain, StageSpec
 from .stats import Stats
 from .trails import Trails
 
@@ -137,25 +139,11 @@ class Runner:
         crops = build_crops(self.cfg.detector, det) if self.cfg.detector.crops else None
         self.planner = crops[1] if crops else None
         if crops is not None:
-            preprocess, inference, decode = self._crop_stages(*crops)
-            stages = [StageSpec("preprocess", preprocess),
-                      StageSpec("inference", inference, workers=getattr(det, "workers", 1)),
-                      StageSpec("decode", decode)]
+            stages = crop_stages(*crops, self.stats, tracked=self.tracker is not None)
         elif self.batch_size > 1:
-            stages = self._batched_detector_stages(self.batch_size)
+            stages = batched_stages(det, self.batch_size)
         else:
-            def preprocess(p: Packet) -> Packet:
-                return dataclasses.replace(p, batch=det.preprocess([p.frame.image]))
-
-            def inference(p: Packet) -> Packet:
-                return dataclasses.replace(p, raw=det.infer(p.batch))
-
-            def decode(p: Packet) -> Packet:
-                return dataclasses.replace(p, raw=None, batch=None, detections=det.postprocess(p.raw, p.batch)[0])
-
-            stages = [StageSpec("preprocess", preprocess),
-                      StageSpec("inference", inference, workers=getattr(det, "workers", 1)),
-                      StageSpec("decode", decode)]
+            stages = frame_stages(det)
         planner = self.planner
         if self.tracker is not None:
             tracker = self.tracker
@@ -178,66 +166,6 @@ class Runner:
             stages.append(StageSpec("track", track))
         stages.append(StageSpec("output", self._output, close=self._close_outputs))
         return stages
-
-    def _crop_stages(self, cdet, planner):
-        """preprocess / inference / decode with the frame's crops in the batch; the crop planning
-        and merging are timed as their own rows ("crop plan", "crop merge"), the crops' share of
-        preprocess and inference stays in those rows; the crop count is under ``counts``."""
-        stats, tracked = self.stats, self.tracker is not None
-
-        def preprocess(p: Packet) -> Packet:
-            img = p.frame.image
-            t0 = time.perf_counter()
-            rects = planner.plan(p.frame.index, img.shape[1], img.shape[0])
-            stats.record("crop plan", time.perf_counter() - t0)
-            stats.count("crops", len(rects))
-            return dataclasses.replace(p, batch=cdet.preprocess(img, rects))
-
-        def inference(p: Packet) -> Packet:
-            return dataclasses.replace(p, raw=cdet.infer(p.batch))
-
-        def decode(p: Packet) -> Packet:
-            dets = cdet.detector.postprocess(p.raw, p.batch.batch)
-            t0 = time.perf_counter()
-            merged = cdet.merge(dets, p.batch)
-            stats.record("crop merge", time.perf_counter() - t0)
-            if not tracked:                        # no track stage: the planner learns from the boxes
-                planner.update(p.frame.index, merged)
-            return dataclasses.replace(p, raw=None, batch=None, detections=merged)
-
-        return preprocess, inference, decode
-
-    def _batched_detector_stages(self, size: int) -> list[StageSpec]:
-        """``detector.batch`` > 1: a ``batch`` stage gathers ``size`` consecutive packets into a
-        ``PacketGroup`` (the last, partial group at the end of the input), preprocess, inference
-        and decode each run once per group, and decode passes the packets on one by one, in order.
-        Stage times stay per frame (the chain divides a group's time by its frames)."""
-        det = self.detector
-        pending: list[Packet] = []
-
-        def gather(p: Packet) -> PacketGroup | None:
-            pending.append(p)
-            return flush() if len(pending) >= size else None
-
-        def flush() -> PacketGroup | None:
-            if not pending:
-                return None
-            group = PacketGroup(tuple(pending))
-            pending.clear()
-            return group
-
-        def preprocess(g: PacketGroup) -> PacketGroup:
-            return dataclasses.replace(g, batch=det.preprocess([p.frame.image for p in g.packets]))
-
-        def inference(g: PacketGroup) -> PacketGroup:
-            return dataclasses.replace(g, raw=det.infer(g.batch))
-
-        def decode(g: PacketGroup) -> Many:
-            dets = det.postprocess(g.raw, g.batch)
-            return Many(dataclasses.replace(p, detections=d) for p, d in zip(g.packets, dets))
-
-        return [StageSpec("batch", gather, flush=flush), StageSpec("preprocess", preprocess),
-                StageSpec("inference", inference, workers=getattr(det, "workers", 1)), StageSpec("decode", decode)]
 
     def _output(self, p: Packet) -> Any:
         frame, dets = p.frame, p.detections

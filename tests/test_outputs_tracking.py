@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.outputs import WARN_COLOR, JsonlWriter, MotWriter, draw_detections
+from pipeline.drawing import WARN_COLOR, draw_detections
+from pipeline.outputs import JsonlWriter, MotWriter
 from pipeline.records import Detections, Frame
 
 FRAME = Frame(np.zeros((100, 200, 3), np.uint8), 4, 0.4, "x")

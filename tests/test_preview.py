@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, YOLOX_ONNX, need, need_tool
-from pipeline.outputs import _color
+from pipeline.drawing import _color
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -20,7 +20,7 @@ from conftest import REPO, SHARED, YOLOX_ONNX, need, need_tool
 from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.configtools import ConfigError
 from pipeline.display import _XRRMonitorInfo, fit_size, screen_size
-from pipeline.outputs import _color, draw_hud
+from pipeline.drawing import _color, draw_hud
 from pipeline.stats import Stats, format_table
 
 pytestmark = pytest.mark.timeout(180)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import bisect
 import time
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -40,74 +39,10 @@ from .cmc import CameraMotion, warp_states
 from .config import TrackerConfig
 from .kalman import DIM, BoxKalman, state_box_to_xyxy, xyxy_to_state_box
 from .passes import AssociationPasses
+from .state import Tracks, TrackerStats, one_class  # noqa: F401  (TrackerStats: re-exported)
 from . import trust, ttc
 
 _SAME_TIME = 1e-9
-
-
-@dataclass
-class TrackerStats:
-    """Timing on a monotonic clock (time.perf_counter), since the last reset."""
-
-    updates: int = 0
-    update_seconds: float = 0.0
-    cmc_calls: int = 0
-    cmc_seconds: float = 0.0
-    cmc_fallbacks: int = 0
-    tracks_born: int = 0
-    recoveries: int = 0
-    replays: int = 0          # recoveries re-run from the last observation (gaps of 2+ frames)
-    relinks: int = 0
-
-    @property
-    def us_per_update(self) -> float:
-        return 1e6 * self.update_seconds / max(self.updates, 1)
-
-    @property
-    def cmc_ms_per_call(self) -> float:
-        return 1e3 * self.cmc_seconds / max(self.cmc_calls, 1)
-
-
-def _one_class(a: np.ndarray, b: np.ndarray) -> bool:
-    """True when every entry of a and b is the same class id (or both are empty)."""
-    k = b[0] if len(b) else (a[0] if len(a) else 0)
-    return np.count_nonzero(a != k) == 0 and np.count_nonzero(b != k) == 0
-
-
-class _Tracks:
-    """Struct of arrays for all live tracks (row i is one track)."""
-
-    FIELDS = ("id", "cls", "votes", "gkey", "score", "hits", "confirmed", "t_obs", "z_obs", "x", "P", "x_obs", "P_obs",
-              "t_first", "z_first", "rate")
-
-    def __init__(self) -> None:
-        self.id = np.zeros(0, np.int64)
-        self.cls = np.zeros(0, np.int32)              # voted class (trackers/classes.py)
-        self.votes = np.zeros((0, 0), np.float32)     # (T, classes seen) score tallies
-        self.gkey = np.zeros(0, np.int64)             # class group key (fixed: votes stay in the group)
-        self.score = np.zeros(0, np.float32)          # last detection score
-        self.hits = np.zeros(0, np.int64)             # detections matched so far
-        self.confirmed = np.zeros(0, bool)
-        self.t_obs = np.zeros(0)                      # time of the last detection
-        self.z_obs = np.zeros((0, 4))                 # last detection, xyxy
-        self.x = np.zeros((0, 2 * DIM))               # filter state now
-        self.P = np.zeros((0, 3, DIM))                # covariance blocks (see BoxKalman)
-        self.x_obs = np.zeros((0, 2 * DIM))           # filter state right after the last detection
-        self.P_obs = np.zeros((0, 3, DIM))
-        self.t_first = np.zeros(0)                    # time of the first detection
-        self.z_first = np.zeros((0, 4))               # first detection, xyxy
-        self.rate = np.zeros(0)                       # smoothed expansion rate (1/s), NaN at birth
-
-    def __len__(self) -> int:
-        return len(self.id)
-
-    def keep(self, mask: np.ndarray) -> None:
-        for name in self.FIELDS:
-            setattr(self, name, getattr(self, name)[mask])
-
-    def extend(self, other: "_Tracks") -> None:
-        for name in self.FIELDS:
-            setattr(self, name, np.concatenate([getattr(self, name), getattr(other, name)]))
 
 
 class KalmanTracker(AssociationPasses):
@@ -148,7 +83,7 @@ class KalmanTracker(AssociationPasses):
         """Forget every track; ids start again at 1 (``keep_ids``: new ids continue after the
         last one given, e.g. when the source changes size mid-run)."""
         next_id = getattr(self, "_next_id", 1) if keep_ids else 1
-        self.tracks = _Tracks()
+        self.tracks = Tracks()
         self._next_id = next_id
         self._last_t: float | None = None
         self._times: list[float] = []                 # recent frame timestamps (for re-updates)
@@ -187,7 +122,7 @@ class KalmanTracker(AssociationPasses):
         det_xyxy = detections.xyxy.astype(np.float64)                   # (D, 4)
         det_score, det_cls = detections.score, detections.class_id
         self._det_cls = det_cls
-        self._mixed_classes = not _one_class(tr.cls, det_cls)   # else class checks are skipped
+        self._mixed_classes = not one_class(tr.cls, det_cls)   # else class checks are skipped
         self._cross_class = not c.class_consistent     # set by the passes when a pair of two classes matches
         if self._mixed_classes:        # class group keys for this frame's association (trackers/classes.py)
             self._det_key, self._det_named = self.groups.keys_known(det_cls)
@@ -357,7 +292,7 @@ class KalmanTracker(AssociationPasses):
 
     def _birth(self, xyxy, score, cls, timestamp) -> None:
         n = len(xyxy)
-        new = _Tracks()
+        new = Tracks()
         new.id = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
         self._next_id += n
         new.cls = cls.astype(np.int32)
