@@ -242,7 +242,10 @@ class Runner:
         Returns False once the run is over (end, error or the user quit)."""
         chain = self.chain
         if self.preview is None:
-            chain.stop_event.wait(wait_s)
+            # Not stop_event.wait(): Ctrl-C raises KeyboardInterrupt wherever the main thread is, and
+            # raised just after the Event's internal lock was taken it leaks that lock, so the stop
+            # path's stop_event.set() would block forever. A plain sleep holds no lock.
+            time.sleep(wait_s)
             self._update_progress()
             return chain.alive and not chain.stop_event.is_set()
         item = chain.output.get_nowait()

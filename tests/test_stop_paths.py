@@ -103,3 +103,35 @@ def test_fps_of_a_run_with_a_reconnect_leaves_out_the_wait():
     assert waited >= 0.9 and report["reconnect_wait_s"] == pytest.approx(waited, abs=1e-3)
     assert report["fps"] == pytest.approx(report["frames_out"] / (report["wall_s"] - waited), rel=0.01)
     assert report["fps"] > report["frames_out"] / report["wall_s"]
+
+
+class _NoLockWaits:
+    """Stands in for the chain's stop event: the main thread must never wait on its lock."""
+
+    def __init__(self, event):
+        self.event, self.waits = event, 0
+
+    def wait(self, timeout=None):
+        self.waits += 1
+        return self.event.wait(timeout)
+
+    def __getattr__(self, name):
+        return getattr(self.event, name)
+
+
+def test_headless_main_thread_never_waits_on_the_stop_events_lock():
+    """Ctrl-C raised just after Event.wait took the event's internal lock leaks that lock, and the
+    stop path's stop_event.set() then blocks forever (a CI run hung 30 s after SIGINT): the headless
+    main loop must idle without entering the event's lock."""
+    runner = Runner(config(), str(VIDEO), log=open(os.devnull, "w"))
+    runner.start()
+    spy = _NoLockWaits(runner.chain.stop_event)
+    runner.chain.stop_event = spy
+    try:
+        deadline = time.monotonic() + 60
+        while runner.stats.frames_out < 3 and time.monotonic() < deadline:
+            runner.step()
+    finally:
+        runner.chain.stop_event = spy.event
+        runner.finish()
+    assert spy.waits == 0
