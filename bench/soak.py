@@ -9,7 +9,6 @@ than --max-growth MB after warm-up (a short run's one-off steps are not a leak).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import SHARED, Looped, clip_file, rss_mb
+from common import SHARED, Looped, clip_file, rss_mb, write_json
 
 from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.runner import Runner
@@ -74,10 +73,8 @@ def main() -> int:
           f"{sum(report['dropped'].values())}; RSS {mem[fit][0]:.1f} -> {mem[-1]:.1f} MB after warm-up, "
           f"slope {slope:+.2f} MB/min (limit {args.max_slope}), growth {growth:+.1f} MB (limit {args.max_growth}) "
           f"-> {'flat' if ok else 'GROWING'}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps({"args": vars(args), "samples": samples, "slope_mb_per_min": slope,
-                                               "frames": report["frames_out"], "fps": report["fps"]}, indent=2) + "\n")
+    write_json(args.json, args, {"samples": samples, "slope_mb_per_min": slope, "growth_mb": growth,
+                                 "frames": report["frames_out"], "fps": report["fps"], "flat": bool(ok)})
     return 0 if ok else 1
 
 
