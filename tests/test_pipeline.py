@@ -158,8 +158,11 @@ def test_ctrl_c_finalizes_outputs(tmp_path):
     need(YOLOX_ONNX)
     out = tmp_path / "live.mp4"
     jl = tmp_path / "live.jsonl"
+    # SIGINT back to its default in the child: started from a background job of a non-interactive
+    # shell, the test run inherits SIGINT ignored, and so would the child (../shared/PLATFORM.md).
     proc = _run_cli(["--source", "lavfi:testsrc2=size=1280x720:rate=25,realtime", "--no-show",
-                     "--save-video", str(out), "--save-json", str(jl)])
+                     "--save-video", str(out), "--save-json", str(jl)],
+                    preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not jl.exists() or len(jl.read_text().splitlines()) < 15):
         time.sleep(0.2)

@@ -120,9 +120,9 @@ class _NoLockWaits:
 
 
 def test_headless_main_thread_never_waits_on_the_stop_events_lock():
-    """Ctrl-C raised just after Event.wait took the event's internal lock leaks that lock, and the
-    stop path's stop_event.set() then blocks forever (a CI run hung 30 s after SIGINT): the headless
-    main loop must idle without entering the event's lock."""
+    """Ctrl-C raised just after Event.wait took the event's internal lock leaks that lock (a CPython
+    race), and the stop path's stop_event.set() would then block forever: the headless main loop
+    must idle without entering the event's lock."""
     runner = Runner(config(), str(VIDEO), log=open(os.devnull, "w"))
     runner.start()
     spy = _NoLockWaits(runner.chain.stop_event)
