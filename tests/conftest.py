@@ -1,12 +1,15 @@
 """Shared fixtures: the real data beside the repo (../shared/data), skipped with a reason when absent."""
 from __future__ import annotations
 
-import os
+import contextlib
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import av  # noqa: F401  (before cv2)
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -68,3 +71,40 @@ def yolox():
     from pipeline.onnx_detector import OnnxDetector
 
     return OnnxDetector(from_mapping(DetectorConfig, detector_preset("yolox_nano"), "detector"))
+
+
+# -- a real X server for the preview tests (Xvfb) ------------------------------------------------
+@contextlib.contextmanager
+def xvfb(size: tuple[int, int]):
+    """An Xvfb display of ``size`` (w, h) on the first free number from 90; skips when Xvfb is absent or fails."""
+    need_tool("Xvfb")
+    n = next((n for n in range(90, 160) if not Path(f"/tmp/.X11-unix/X{n}").exists()
+              and not Path(f"/tmp/.X{n}-lock").exists()), None)
+    if n is None:
+        pytest.skip("no free X display number in :90-:159")
+    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", f"{size[0]}x{size[1]}x24", "-nolisten", "tcp",
+                             "-noreset"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not Path(f"/tmp/.X11-unix/X{n}").exists():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.skip("Xvfb did not start")
+        time.sleep(0.1)
+    try:
+        yield f":{n}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def grab_screen(display: str, size: tuple[int, int]) -> np.ndarray:
+    """One screenshot of the whole X screen as BGR."""
+    with av.open(display, format="x11grab", options={"video_size": f"{size[0]}x{size[1]}"}) as c:
+        return next(c.decode(c.streams.video[0])).to_ndarray(format="bgr24")
+
+
+def car_pixels(img: np.ndarray) -> int:
+    """Pixels in the colour boxes of class 'car' are drawn in."""
+    from pipeline.drawing import _color
+
+    return int((np.abs(img.astype(int) - np.array(_color(2))).sum(-1) < 30).sum())

@@ -4,52 +4,32 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 
-from conftest import REPO, YOLOX_ONNX, need, need_tool
-from pipeline.drawing import _color
+from conftest import REPO, YOLOX_ONNX, car_pixels, grab_screen, need, need_tool, xvfb
 
 pytestmark = pytest.mark.timeout(120)
 
 
+SCREEN = (1280, 800)
+
+
 @pytest.fixture(scope="module")
 def xdisplay():
-    need_tool("Xvfb")
-    for n in range(90, 110):
-        if not Path(f"/tmp/.X11-unix/X{n}").exists() and not Path(f"/tmp/.X{n}-lock").exists():
-            break
-    display = f":{n}"
-    proc = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while not Path(f"/tmp/.X11-unix/X{n}").exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            pytest.skip("Xvfb did not start")
-        time.sleep(0.1)
-    yield display
-    proc.terminate()
-    proc.wait(10)
+    with xvfb(SCREEN) as display:
+        yield display
 
 
 def grab(display: str) -> np.ndarray:
-    with av.open(display, format="x11grab", options={"video_size": "1280x800"}) as c:
-        return next(c.decode(c.streams.video[0])).to_ndarray(format="bgr24")
+    return grab_screen(display, SCREEN)
 
 
 def start(display, *args):
     env = dict(os.environ, DISPLAY=display)
     return subprocess.Popen([sys.executable, str(REPO / "run_stream.py"), "--show", "--no-track", *args],
                             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def car_pixels(img: np.ndarray) -> int:
-    color = np.array(_color(2))          # the colour boxes of class 'car' are drawn in
-    return int((np.abs(img.astype(int) - color).sum(-1) < 30).sum())
 
 
 def test_window_shows_video_with_boxes(xdisplay, small2, tmp_path):
