@@ -3,17 +3,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import av  # noqa: F401  (before cv2)
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from pipeline.paths import shared_data_dir  # the repo is on sys.path: pytest's pythonpath (pyproject.toml)
 
-from pipeline.paths import shared_data_dir  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 SHARED = shared_data_dir()          # $DASHTRACK_SHARED_DATA, else ../shared/data beside the repo
 VIDEOS = SHARED / "videos" / "udacity"

@@ -2,17 +2,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tools import eval_ttc
 from trackers.eval import kitti
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from tools import eval_ttc  # noqa: E402
 
 KITTI = kitti.default_root()
 needs_kitti = pytest.mark.skipif(not (KITTI / "label_02").is_dir(),

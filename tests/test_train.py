@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import cv2
@@ -11,14 +10,10 @@ import pytest
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tools.train import main, train  # noqa: E402
-from tools.training.config import TrainError, load_config  # noqa: E402
-from pipeline.configtools import ConfigError  # noqa: E402
-
-from conftest import SHARED  # noqa: E402  ($DASHTRACK_SHARED_DATA, else ../shared/data)
+from conftest import REPO, SHARED  # ($DASHTRACK_SHARED_DATA, else ../shared/data)
+from pipeline.configtools import ConfigError
+from tools.train import main, train
+from tools.training.config import TrainError, load_config
 
 UDACITY = SHARED / "images" / "udacity"
 TEACHER = SHARED / "teachers" / "yolox_nano" / "yolox_nano.onnx"

@@ -1,6 +1,6 @@
 """Score our tracker and peer trackers on KITTI tracking with trackeval.
 
-    python tools/eval_tracking.py --kitti-root ../shared/data/kitti_tracking \
+    python -m tools.eval_tracking --kitti-root ../shared/data/kitti_tracking \
         [--seqs 0000,0003] [--classes Car,Pedestrian] \
         [--trackers ours,ours-with-coasted,sv-bytetrack,norfair,boxmot-ocsort,boxmot-bytetrack] \
         [--dropout-frames 2,5,10,15 --dropout-fraction 0.3 --seed 0] [--class-flip 0.1,0.2,0.3] [--json OUT] \
@@ -48,12 +48,10 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import markdown_table  # noqa: E402
-from pipeline.configtools import from_mapping, to_mapping  # noqa: E402
-from trackers import TrackerConfig  # noqa: E402
-from trackers.eval import idsw, kitti, peers, scoring  # noqa: E402
+from tools.tables import markdown_table
+from pipeline.configtools import from_mapping, to_mapping
+from trackers import TrackerConfig
+from trackers.eval import idsw, kitti, peers, scoring
 
 DEFAULT_TRACKERS = "ours,ours-with-coasted,sv-bytetrack,norfair,boxmot-ocsort,boxmot-bytetrack"
 TABLE_COLS = ("HOTA", "MOTA", "IDF1", "IDSW", "Frag")
