@@ -54,6 +54,7 @@ def test_eval_tool_scores_ours_on_one_sequence(tmp_path):
                              "--dropout-frames", "5", "--json", str(out), "--explain-idsw"])
     assert rc == 0
     report = json.loads(out.read_text())
+    assert report["command"].startswith(f"python -m tools.eval_tracking --kitti-root {KITTI} --seqs {SEQ} ")
     assert "nope" in report["missing_trackers"]
     car = report["trackers"]["ours"]["clean"]["car"]
     for key in ("HOTA", "MOTA", "IDF1", "IDSW", "Frag"):

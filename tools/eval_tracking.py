@@ -37,7 +37,7 @@ import os
 # ours included, up to 2x slower in a same-run table).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse
+import argparse  # noqa: E402  (after OMP_WAIT_POLICY is set; so are the imports below)
 import json
 import platform
 import shlex
@@ -48,8 +48,8 @@ from pathlib import Path
 
 import yaml
 
-from tools.tables import markdown_table
 from pipeline.configtools import from_mapping, to_mapping
+from tools.tables import markdown_table
 from trackers import TrackerConfig
 from trackers.eval import idsw, kitti, peers, scoring
 
@@ -206,7 +206,7 @@ def main(argv=None) -> int:
             results[f"flip={p:g}"] = evaluate_setting(f"flip{p:g}", seqs, names, cfg, args, work, class_names, gt)
 
     report = {
-        "command": "python " + " ".join(shlex.quote(a) for a in ([sys.argv[0]] + (argv or sys.argv[1:]))),
+        "command": "python -m tools.eval_tracking " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         "device": f"{platform.machine()}, {scoring.cpu_count()} CPU cores, CPU only",
         "sequences": seq_names, "classes": args.classes_list, "score_threshold_raw": args.score_threshold,
         "dropout": {"fraction": args.dropout_fraction, "seed": args.seed, "frames": ks,
