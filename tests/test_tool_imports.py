@@ -120,7 +120,8 @@ TOOL_FILES = py_files("tools")
 @pytest.mark.parametrize("path", TOOL_FILES, ids=[str(p.relative_to(REPO)) for p in TOOL_FILES])
 def test_tools_never_import_bench(path):
     found = imports_bench(path.read_text(), module_name(path), path.name == "__init__.py")
-    assert found == [], f"{path.relative_to(REPO)} imports {found}: tools/ must not import bench/ (move the shared piece into tools/)"
+    assert found == [], (f"{path.relative_to(REPO)} imports {found}: tools/ must not import bench/ "
+                         "(move the shared piece into tools/)")
 
 
 def test_tools_tree_is_scanned():

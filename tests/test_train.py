@@ -176,8 +176,11 @@ def test_prepare_starts_the_data_tools_as_modules_from_any_cwd(tmp_path, monkeyp
     from tools.training.config import DatasetEntry
 
     calls, real_run = [], subprocess.run
-    monkeypatch.setattr(train_module.subprocess, "run",
-                        lambda cmd, **kw: calls.append((cmd, kw.get("cwd"))) or subprocess.CompletedProcess(cmd, 0))
+    def record(cmd, **kw):
+        calls.append((cmd, kw.get("cwd")))
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(train_module.subprocess, "run", record)
     monkeypatch.chdir(tmp_path)
     entry = DatasetEntry(path=str(tmp_path / "ds"), source=(str(REPO / "examples" / "test_video.mp4"),))
     assert train_module.prepare(entry, progress=False) == tmp_path / "ds"
