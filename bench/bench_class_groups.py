@@ -12,7 +12,7 @@ track's box changed (det-class flips) and where the class we output for a
 track changed (output class changes).  Clips: the four 1280x720 Udacity
 clips and the PandaSet front camera as an image folder (timestamps.json).
 
-    python bench/bench_class_groups.py [--json bench/results/class_groups_cpu.json]
+    python -m bench.bench_class_groups [--json bench/results/class_groups_cpu.json]
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from common import SHARED, markdown_table, write_json
+from bench.common import SHARED, markdown_table, write_json
 
 from pipeline.config import load_config
 from pipeline.configtools import ConfigError

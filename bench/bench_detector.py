@@ -1,6 +1,6 @@
 """Detector accuracy and cost on the two held-out splits, every variant in one process on the same frames.
 
-    python bench/bench_detector.py --json bench/results/detector_cpu.json
+    python -m bench.bench_detector --json bench/results/detector_cpu.json
         [--model models/weights/dashcam.onnx] [--rows teacher416,teacher_frame,default,crops,tiled]
 
 Rows (each scored against the same labels, on the same frames):
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import REPO, SHARED, markdown_table, write_json
+from bench.common import REPO, SHARED, markdown_table, write_json
 
 from pipeline.config import DetectorConfig, SourceConfig, load_config  # noqa: E402
 from pipeline.crops import CropDetector, CropPlanner, CropSettings, crop_size_for  # noqa: E402

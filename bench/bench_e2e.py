@@ -15,7 +15,7 @@ On one 1280x720 clip looped to --frames, tracker on:
                    (a venv with ultralytics; skipped when absent)
 Configurations run in turn, --repeats times, and the medians are reported.
 
-    python bench/bench_e2e.py --frames 500 --repeats 3 --json bench/results/e2e_cpu.json
+    python -m bench.bench_e2e --frames 500 --repeats 3 --json bench/results/e2e_cpu.json
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, SHARED, Looped, clip_file, markdown_table, write_json
+from bench.common import REPO, SHARED, Looped, clip_file, markdown_table, write_json
 
 import cv2  # noqa: E402  (common imported cv2 before av)
 

@@ -6,9 +6,9 @@ pipeline.outputs.VideoWriter with each setting and reports wall ms and CPU ms pe
 frame and the file size. On a CPU-bound 2-core machine the CPU ms is what the
 encoder takes away from inference, so that column picks the default.
 
-    python bench/bench_encoder.py --frames 200 --repeats 2 --json bench/results/encoder_cpu.json
+    python -m bench.bench_encoder --frames 200 --repeats 2 --json bench/results/encoder_cpu.json
     # the keyframe interval: about 1 s (the writer's default: a killed run loses <= ~1 s) vs x264's 250
-    python bench/bench_encoder.py --presets superfast --threads 1 --tunes zerolatency --convert opencv \
+    python -m bench.bench_encoder --presets superfast --threads 1 --tunes zerolatency --convert opencv \
         --keyframes 250,25 --frames 250 --repeats 3 --json bench/results/encoder_keyframes.json
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import SHARED, clip_file, markdown_table, write_json
+from bench.common import SHARED, clip_file, markdown_table, write_json
 
 import cv2  # noqa: E402  (common imported cv2 before av)
 

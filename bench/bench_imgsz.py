@@ -11,7 +11,7 @@ and ms per 1280x720 frame (preprocess + inference + decode + NMS, onnxruntime ``
 intra-op threads, one call at a time; configurations interleaved frame by frame, mean per round,
 median over ``--repeats`` rounds).  The tiled labels are cached in ``--labels-cache``.
 
-    nice -n 10 python bench/bench_imgsz.py --sizes 416,512,576,640,672,736 --json bench/results/imgsz_cpu.json
+    nice -n 10 python -m bench.bench_imgsz --sizes 416,512,576,640,672,736 --json bench/results/imgsz_cpu.json
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import statistics
 import time
 from pathlib import Path
 
-from common import REPO, SHARED, markdown_table, write_json
+from bench.common import REPO, SHARED, markdown_table, write_json
 
 import cv2  # noqa: E402  (common imported cv2 before av)
 import numpy as np  # noqa: E402

@@ -6,7 +6,7 @@ preprocessed 1280x720 frames with W worker threads each calling ``infer`` on its
 frames, T intra-op threads per call, and reports images per second and CPU ms per image.
 Configurations are interleaved over the repeats; medians are reported.
 
-    python bench/bench_inference_split.py --splits 1x2,1x1,2x1 --images 150 --repeats 3
+    python -m bench.bench_inference_split --splits 1x2,1x1,2x1 --images 150 --repeats 3
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import SHARED, clip_file, markdown_table, write_json
+from bench.common import SHARED, clip_file, markdown_table, write_json
 
 import cv2  # noqa: E402  (common imported cv2 before av)
 

@@ -8,7 +8,7 @@ For each 1280x720 shared clip (looped to --min-frames), it times
 alternating the two --repeats times, and prints the median FPS, CPU-ms per frame
 and the pipeline's per-stage table.  Writes JSON with --json.
 
-    python bench/bench_pipeline.py --json bench/results/pipeline_cpu.json
+    python -m bench.bench_pipeline --json bench/results/pipeline_cpu.json
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import SHARED, Looped, markdown_table, write_json  # noqa: E402  (puts the repo on sys.path, imports cv2 first)
+from bench.common import SHARED, Looped, markdown_table, write_json  # (imports cv2 before av)
 
 from pipeline.config import DEFAULT_CONFIG, load_config  # noqa: E402
 from pipeline.onnx_detector import build_detector  # noqa: E402

@@ -1,26 +1,26 @@
 #!/usr/bin/env python3
 """Our tracker against another checkout's, in one process, interleaved frame by frame.
 
-On a loaded machine two runs of ``tools/bench_tracker.py`` differ by more than
+On a loaded machine two runs of ``python -m bench.bench_tracker`` differ by more than
 a few percent from run to run; here both trackers get every frame in turn
 (alternating which goes first), so load hits both alike.  The baseline's
 ``trackers`` package is copied to a temporary folder under another name and
 imported beside ours (it uses this checkout's ``pipeline``).
 
-Scenes (``tools/bench_tracker.py``'s: N boxes at constant velocity, 1 px
+Scenes (``bench/bench_tracker.py``'s: N boxes at constant velocity, 1 px
 jitter, 5% missed each frame): ``one class`` (every box a car, as in
 bench_tracker) and ``car+truck`` (every other object a truck: class checks
 run every frame, as with a real detector).  Reports per scene the median over
 repeats of: each tracker's median µs per update and the median of the
 per-frame time ratios (ours / baseline).
 
-    python bench/bench_tracker_ab.py --baseline ../main [--tracks 50] [--frames 400] [--repeats 3]
+    python -m bench.bench_tracker_ab --baseline ../main [--tracks 50] [--frames 400] [--repeats 3]
         [--set KEY=VALUE ...] [--json OUT]
 """
 from __future__ import annotations
 
 import argparse
-import importlib
+import importlib.util
 import shutil
 import statistics
 import sys
@@ -30,12 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import REPO, markdown_table, write_json
-
-sys.path.insert(0, str(REPO / "tools"))
-from bench_tracker import WARMUP, scene  # noqa: E402
-
-from pipeline.records import Detections  # noqa: E402
+from bench.bench_tracker import WARMUP, scene
+from bench.common import markdown_table, write_json
+from pipeline.records import Detections
 
 
 def car_truck(n: int, frames: int, seed: int) -> list[Detections]:
@@ -61,9 +58,15 @@ def load_baseline(path: Path, tmp: Path):
     src = path / "trackers"
     if not (src / "tracker.py").is_file():
         raise SystemExit(f"error: {src}/tracker.py not found; --baseline needs a checkout of this project")
-    shutil.copytree(src, tmp / "trackers_baseline")
-    sys.path.insert(0, str(tmp))
-    return importlib.import_module("trackers_baseline")
+    pkg = tmp / "trackers_baseline"
+    shutil.copytree(src, pkg)
+    # imported as a package of its own name from its file (its imports inside the package are relative)
+    spec = importlib.util.spec_from_file_location("trackers_baseline", pkg / "__init__.py",
+                                                  submodule_search_locations=[str(pkg)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["trackers_baseline"] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def race(base, ours, frames: list[Detections], ours_cfg) -> tuple[float, float, float]:

@@ -6,21 +6,18 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import cv2  # noqa: F401  (before av: see pipeline/__init__.py)
+
+from pipeline.paths import shared_data_dir
+from pipeline.records import Frame
+from pipeline.sources import Source, open_source
+from tools.tables import markdown_table  # noqa: F401  (the bench scripts import it from here)
+
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-import cv2  # noqa: E402,F401  (before av: see pipeline/__init__.py)
-
-from pipeline.records import Frame  # noqa: E402
-from pipeline.sources import Source, open_source  # noqa: E402
-
-from pipeline.paths import shared_data_dir  # noqa: E402
 
 SHARED = shared_data_dir()        # $DASHTRACK_SHARED_DATA, else ../shared/data beside the repo
 
@@ -59,13 +56,6 @@ def clip_file(value: str) -> Path:
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"{path} not found; pass --clip FILE")
     return path
-
-
-def markdown_table(header: list[str], rows: list[list]) -> str:
-    """A markdown table: the header, the separator and one line per row (cells already formatted)."""
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def write_json(path: str | Path | None, args, results) -> None:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The GPU path in one call: environment, model-only timings, parity with the CPU, end to end.
 
-    python bench/gpu_check.py --out runs/gpu_check                  # on a CUDA machine: < 8 min, no download
-    python bench/gpu_check.py --device cpu --quick --out /tmp/gc    # CI: tiny sizes, one variant, < 2 min
+    python -m bench.gpu_check --out runs/gpu_check                  # on a CUDA machine: < 8 min, no download
+    python -m bench.gpu_check --device cpu --quick --out /tmp/gc    # CI: tiny sizes, one variant, < 2 min
 
 Steps (each with its own time budget; a global watchdog writes what is done and exits 3 if the
 whole run overstays ``--budget-s``; a step that fails is recorded and the next one runs):
@@ -38,11 +38,11 @@ import time
 import traceback
 from pathlib import Path
 
-from common import REPO, SHARED, markdown_table
+from bench.common import SHARED, markdown_table  # first: imports cv2 before av
 
 import torch  # noqa: E402
 
-import gpu_steps as steps  # noqa: E402
+from bench import gpu_steps as steps  # noqa: E402
 
 SCHEMA = 1
 KEYS = ("schema", "device", "quick", "budget_s", "wall_s", "watchdog_fired", "steps", "env", "models", "parity", "e2e")
@@ -313,5 +313,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(REPO))
     sys.exit(main())

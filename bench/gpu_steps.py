@@ -191,7 +191,7 @@ def parity(frames: list[np.ndarray], yolox_pth: Path, variants: list[tuple[str, 
 
 def looped(clip: Path, source_cfg, frames: int, seconds: float):
     """The clip decoded again and again up to ``frames`` frames or ``seconds`` of wall time."""
-    from common import Looped
+    from bench.common import Looped
 
     class Capped(Looped):
         def __iter__(self):

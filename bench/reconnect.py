@@ -4,7 +4,7 @@ and restarted --trials times while the pipeline runs, then killed for good.  Pri
 outage, the reported gap and how long after the server's return frames flowed again, and
 how long after the final loss the run ended with its error.
 
-    python bench/reconnect.py --trials 3 --outage 3 --json bench/results/reconnect.json
+    python -m bench.reconnect --trials 3 --outage 3 --json bench/results/reconnect.json
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import SHARED, StreamServer, clip_file, free_port, wait_until
+from bench.common import SHARED, StreamServer, clip_file, free_port, wait_until
 
 from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.runner import Runner

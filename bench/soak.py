@@ -4,7 +4,7 @@
 warm-up.  Exits 1 when the slope exceeds --max-slope MB/min and the memory grew by more
 than --max-growth MB after warm-up (a short run's one-off steps are not a leak).
 
-    python bench/soak.py --minutes 30 --json bench/results/soak.json
+    python -m bench.soak --minutes 30 --json bench/results/soak.json
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import SHARED, Looped, clip_file, rss_mb, write_json
+from bench.common import SHARED, Looped, clip_file, rss_mb, write_json
 
 from pipeline.config import DEFAULT_CONFIG, load_config
 from pipeline.runner import Runner

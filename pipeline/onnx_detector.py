@@ -204,7 +204,7 @@ class OnnxDetector:
                         "VARIANT:WEIGHTS.pth (e.g. yolox_nano:yolox_nano.pth)"
                     self._note(f"{Path(self.cfg.model).name} has a fixed {shape[0]}x{shape[1]} input; {width}x{height} "
                                f"frames would want {wanted[0]}x{wanted[1]} (no padding to pay for); re-export with "
-                               f"a dynamic shape: python tools/export_model.py {spec} -o OUT.onnx")
+                               f"a dynamic shape: python -m tools.export_model {spec} -o OUT.onnx")
             self._shapes[(width, height)] = shape
         return shape
 

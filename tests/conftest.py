@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,11 +11,9 @@ import av  # noqa: F401  (before cv2)
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from pipeline.paths import shared_data_dir  # the repo is on sys.path: pytest's pythonpath (pyproject.toml)
 
-from pipeline.paths import shared_data_dir  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 SHARED = shared_data_dir()          # $DASHTRACK_SHARED_DATA, else ../shared/data beside the repo
 VIDEOS = SHARED / "videos" / "udacity"

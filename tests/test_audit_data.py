@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from tools.audit_data import AuditConfig, audit, main
-from tools.datasets import ImageLabels, LabelSet, read_labels
+from tools.datasets import ImageLabels, LabelSet
+from tools.label_formats import read_labels
 
 REPO = Path(__file__).resolve().parents[1]
 from conftest import SHARED  # noqa: E402  ($DASHTRACK_SHARED_DATA, else ../shared/data)
@@ -160,13 +161,13 @@ def test_cli_bad_input_is_exit_2_one_line(tmp_path, args, message):
     bad = tmp_path / "bad.json"
     bad.write_text("{oops")
     args = [str(bad) if a == "BAD_JSON" else a for a in args]
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "audit_data.py"), *args, "--no-progress"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "tools.audit_data", *args, "--no-progress"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 def test_cli_help():
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "audit_data.py"), "--help"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "tools.audit_data", "--help"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "Exit codes" in proc.stdout and "--write-clean" in proc.stdout

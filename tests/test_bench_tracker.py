@@ -1,18 +1,14 @@
-"""tools/bench_tracker.py: the speed table and the camera-motion row run end to end."""
+"""bench/bench_tracker.py: the speed table and the camera-motion row run end to end."""
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
+from bench import bench_tracker
+from conftest import REPO
 
-import bench_tracker  # noqa: E402
-
-EXAMPLE = ROOT / "examples" / "test_video.mp4"
+EXAMPLE = REPO / "examples" / "test_video.mp4"
 
 
 def test_table_and_cmc_rows(tmp_path, capsys):

@@ -3,12 +3,11 @@ their config keys, a real pipeline run with crops on, and bench/bench_detector.p
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import REPO, SHARED, YOLOX_ONNX, need
+from conftest import SHARED, YOLOX_ONNX, need
 from pipeline.config import DEFAULT_CONFIG, DetectorConfig, load_config, model_overrides
 from pipeline.configtools import ConfigError, from_mapping
 from pipeline.crops import CropPlanner, CropSettings
@@ -210,8 +209,7 @@ def test_pipeline_with_crops_finds_boxes_and_counts_the_crop_cost(tmp_path, smal
 def test_bench_detector_on_two_frames_writes_valid_json(tmp_path):
     need(SHARED / "images" / "pandaset_002_front")
     need(YOLOX_ONNX)
-    sys.path.insert(0, str(REPO / "bench"))
-    import bench_detector
+    from bench import bench_detector
 
     out = tmp_path / "bench.json"
     rc = bench_detector.main(["--max-frames", "2", "--context-seconds", "0.2", "--rows", "teacher416,crops,tiled",

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tools.datasets import DatasetError, ImageLabels, canonical_class, image_size, read_labels
-from tools.label_formats import read_bdd, read_coco, read_kitti, read_yolo, write_coco, write_yolo
+from tools.datasets import DatasetError, ImageLabels, canonical_class, image_size
+from tools.label_formats import read_bdd, read_coco, read_kitti, read_labels, read_yolo, write_coco, write_yolo
 
 
 def _image(path: Path, w: int = 200, h: int = 100) -> Path:

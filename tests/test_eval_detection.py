@@ -133,9 +133,9 @@ def test_default_weights_is_the_shipped_model(tmp_path):
     cv2.imwrite(str(images / "f0.jpg"), img)
     (labels / "f0.txt").write_text("")
     out = tmp_path / "r.json"
-    proc = subprocess.run([sys.executable, str(REPO / "tools" / "eval_detection.py"), "--weights", "default",
+    proc = subprocess.run([sys.executable, "-m", "tools.eval_detection", "--weights", "default",
                            "--images", str(images), "--labels", str(labels), "--format", "yolo", "--json", str(out)],
-                          capture_output=True, text=True, timeout=120)
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["run"]["model"].endswith("dashcam.onnx")
 

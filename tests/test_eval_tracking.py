@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +47,14 @@ def test_dropout_is_seeded_and_removes_runs(k):
 @needs_kitti
 @needs_trackeval
 def test_eval_tool_scores_ours_on_one_sequence(tmp_path):
-    sys.path.insert(0, str(ROOT / "tools"))
-    import eval_tracking
+    from tools import eval_tracking
 
     out = tmp_path / "r.json"
     rc = eval_tracking.main(["--kitti-root", str(KITTI), "--seqs", SEQ, "--trackers", "ours,ours-with-coasted,nope",
                              "--dropout-frames", "5", "--json", str(out), "--explain-idsw"])
     assert rc == 0
     report = json.loads(out.read_text())
+    assert report["command"].startswith(f"python -m tools.eval_tracking --kitti-root {KITTI} --seqs {SEQ} ")
     assert "nope" in report["missing_trackers"]
     car = report["trackers"]["ours"]["clean"]["car"]
     for key in ("HOTA", "MOTA", "IDF1", "IDSW", "Frag"):

@@ -2,17 +2,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tools import eval_ttc
 from trackers.eval import kitti
-
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from tools import eval_ttc  # noqa: E402
 
 KITTI = kitti.default_root()
 needs_kitti = pytest.mark.skipif(not (KITTI / "label_02").is_dir(),
@@ -50,6 +45,7 @@ def test_scores_one_sequence_and_dumps_boxes(tmp_path):
     out, dump = tmp_path / "ttc.json", tmp_path / "boxes.jsonl"
     assert eval_ttc.main(["--kitti-root", str(KITTI), "--seqs", SEQ, "--json", str(out), "--dump", str(dump)]) == 0
     report = json.loads(out.read_text())
+    assert report["command"] == f"python -m tools.eval_ttc --kitti-root {KITTI} --seqs {SEQ} --json {out} --dump {dump}"
     p = report["in_path"]
     assert p["matched_boxes"] > 100 and 0.0 <= p["f1"] <= 1.0
     assert set(report["ttc_bins"]) == {"0-2", "2-4", "4-8", "0-4"}

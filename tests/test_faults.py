@@ -13,8 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import REPO, YOLOX_ONNX, need, need_tool
 
-sys.path.insert(0, str(REPO / "bench"))
-from common import StreamServer, free_port, wait_until  # noqa: E402
+from bench.common import StreamServer, free_port, wait_until
 from pipeline.config import DEFAULT_CONFIG, SourceConfig, load_config
 from pipeline.reconnect import ReconnectingSource
 from pipeline.runner import Runner

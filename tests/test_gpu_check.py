@@ -7,18 +7,15 @@ import pytest
 
 from conftest import REPO, SHARED
 
-sys.path.insert(0, str(REPO / "bench"))
-
-import gpu_check  # noqa: E402
-import gpu_steps  # noqa: E402
-from pipeline.records import Detections  # noqa: E402
+from bench import gpu_check, gpu_steps
+from pipeline.records import Detections
 
 pytestmark = pytest.mark.timeout(300)
 ROW_KEYS = {"variant", "input_hw", "precision", "batch", "mode", "status"}
 
 
 def run_check(*args):
-    return subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "bench.gpu_check", *args], capture_output=True,
                           text=True, timeout=280, cwd=REPO)
 
 

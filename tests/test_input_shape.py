@@ -146,7 +146,7 @@ def test_fixed_shape_file_runs_at_its_own_shape(fixed_onnx, capsys, frame_wh, im
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     if noted:
         assert len(err) == 1 and "fixed 256x320 input" in err[0] and "would want 192x320" in err[0]
-        assert "tools/export_model.py yolox_nano:" in err[0]
+        assert "python -m tools.export_model yolox_nano:" in err[0]
     else:
         assert err == []
 
@@ -293,7 +293,7 @@ def test_export_model_cli_shapes(tmp_path, flags, want_shape, want_meta):
     weights = tmp_path / "w.pth"
     torch.save({"model": build_coco_state()}, weights)
     out = tmp_path / "m.onnx"
-    proc = subprocess.run([sys.executable, "tools/export_model.py", f"yolox_nano:{weights}", "-o", str(out)] + flags,
+    proc = subprocess.run([sys.executable, "-m", "tools.export_model", f"yolox_nano:{weights}", "-o", str(out)] + flags,
                           cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert ort.InferenceSession(str(out)).get_inputs()[0].shape == want_shape
@@ -310,7 +310,7 @@ def build_coco_state() -> dict:
 
 
 def test_export_model_cli_refuses_a_bad_size(tmp_path):
-    proc = subprocess.run([sys.executable, "tools/export_model.py", "yolox_nano", "-o", str(tmp_path / "m.onnx"),
+    proc = subprocess.run([sys.executable, "-m", "tools.export_model", "yolox_nano", "-o", str(tmp_path / "m.onnx"),
                            "--input-size", "100", "200"], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "input size [100, 200]: height and width must be multiples of 32" in proc.stderr.strip().splitlines()[-1]

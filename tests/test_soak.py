@@ -11,8 +11,9 @@ from conftest import REPO, need
 def test_soak_writes_its_json(tmp_path, small2):
     need(small2)
     out = tmp_path / "soak.json"
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "soak.py"), "--minutes", "0.1", "--every", "1",
-                           "--clip", str(small2), "--json", str(out)], capture_output=True, text=True, timeout=180)
+    proc = subprocess.run([sys.executable, "-m", "bench.soak", "--minutes", "0.1", "--every", "1",
+                           "--clip", str(small2), "--json", str(out)], cwd=REPO, capture_output=True, text=True,
+                          timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "-> flat" in proc.stdout
     data = json.loads(out.read_text())

@@ -6,7 +6,6 @@ COCO ids (the tracker's default class names): 0 person, 1 bicycle, 2 car,
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -221,8 +220,7 @@ def test_class_flip_is_seeded_and_relabels_only_cars(p):
 
 @pytest.mark.skipif(not (KITTI / "label_02").is_dir(), reason=f"shared KITTI data not found at {KITTI}")
 def test_eval_tool_class_flip_bad_value_is_one_line(capsys):
-    sys.path.insert(0, str(ROOT / "tools"))
-    import eval_tracking
+    from tools import eval_tracking
 
     assert eval_tracking.main(["--kitti-root", str(KITTI), "--class-flip", "0.2,x"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 from pathlib import Path
 
 import cv2
@@ -11,14 +10,10 @@ import pytest
 import torch
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from tools.train import main, train  # noqa: E402
-from tools.training.config import TrainError, load_config  # noqa: E402
-from pipeline.configtools import ConfigError  # noqa: E402
-
-from conftest import SHARED  # noqa: E402  ($DASHTRACK_SHARED_DATA, else ../shared/data)
+from conftest import REPO, SHARED  # ($DASHTRACK_SHARED_DATA, else ../shared/data)
+from pipeline.configtools import ConfigError
+from tools.train import main, train
+from tools.training.config import TrainError, load_config
 
 UDACITY = SHARED / "images" / "udacity"
 TEACHER = SHARED / "teachers" / "yolox_nano" / "yolox_nano.onnx"
@@ -168,6 +163,34 @@ def test_missing_dataset_is_a_one_line_error(tmp_path, capsys):
     assert main(["--config", str(path), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert "none" in err and len(err.splitlines()) == 1
+
+
+def test_prepare_starts_the_data_tools_as_modules_from_any_cwd(tmp_path, monkeypatch):
+    """A missing dataset is pseudo-labelled and audited by ``python -m tools.pseudo_label`` and
+    ``python -m tools.audit_data``; both commands start whatever the caller's folder (here tmp_path)
+    and with no PYTHONPATH (they run from the repository root)."""
+    import os
+    import subprocess
+
+    from tools import train as train_module
+    from tools.training.config import DatasetEntry
+
+    calls, real_run = [], subprocess.run
+    def record(cmd, **kw):
+        calls.append((cmd, kw.get("cwd")))
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(train_module.subprocess, "run", record)
+    monkeypatch.chdir(tmp_path)
+    entry = DatasetEntry(path=str(tmp_path / "ds"), source=(str(REPO / "examples" / "test_video.mp4"),))
+    assert train_module.prepare(entry, progress=False) == tmp_path / "ds"
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)                     # still elsewhere when the commands run
+    assert [cmd[1:3] for cmd, _ in calls] == [["-m", "tools.pseudo_label"], ["-m", "tools.audit_data"]]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    for cmd, cwd in calls:
+        proc = real_run(cmd[:3] + ["--help"], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and "usage:" in proc.stdout, (cmd[:3], proc.stderr[-500:])
 
 
 @needs_shared

@@ -1,15 +1,10 @@
 """tools/train_data.augment: the training window (augment.crop) at the deployed scale."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tools.train_data import AugmentConfig, Frame, augment  # noqa: E402
+from tools.train_data import AugmentConfig, Frame, augment
 
 R0 = 0.525  # 1280x720 into 384x672: min(384 / 720, 672 / 1280)
 

@@ -1,22 +1,16 @@
 """models/yolox_loss.py (SimOTA-lite assignment, loss) and models/transfer.py (COCO -> dashcam class rows)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from models.checkpoint import CheckpointError  # noqa: E402
-from models.classes import CLASS_SETS  # noqa: E402
-from models.transfer import class_rows, load_class_mapped  # noqa: E402
-from models.yolox import YOLOX  # noqa: E402
-from models.yolox_loss import YoloxLossConfig, assign, candidates, encode, pair_iou, yolox_loss  # noqa: E402
-from tests.conftest import SHARED  # noqa: E402
+from conftest import SHARED
+from models.checkpoint import CheckpointError
+from models.classes import CLASS_SETS
+from models.transfer import class_rows, load_class_mapped
+from models.yolox import YOLOX
+from models.yolox_loss import YoloxLossConfig, assign, candidates, encode, pair_iou, yolox_loss
 
 PTH = SHARED / "teachers" / "yolox_nano" / "yolox_nano.pth"
 needs_pth = pytest.mark.skipif(not PTH.is_file(), reason=f"shared data {PTH} is absent")

@@ -1,1 +1,2 @@
-"""Command-line tools (benchmarks, evaluation, data preparation); run them as scripts or ``python -m tools.X``."""
+"""Command-line tools (evaluation, training, data preparation): run each as ``python -m tools.NAME`` from the
+repository root.  Benchmarks live in ``bench/``; nothing here imports ``bench``."""

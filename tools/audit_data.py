@@ -1,6 +1,6 @@
 """Audit a detection dataset (YOLO, COCO, KITTI label_2, BDD100K) and optionally write a cleaned copy.
 
-    python tools/audit_data.py --format yolo --images DIR --labels DIR [--stride 16 --min-size 8]
+    python -m tools.audit_data --format yolo --images DIR --labels DIR [--stride 16 --min-size 8]
         [--imgsz 640] [--json REPORT.json] [--write-clean OUT_DIR [--clean-format yolo|coco]]
 
 Checks (severity in brackets; ``--write-clean`` applies the action in parentheses):
@@ -47,13 +47,10 @@ from typing import Sequence
 
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.boxes import iou as box_iou  # noqa: E402
-from tools.datasets import FORMATS, DatasetError, ImageLabels, LabelSet, image_size, read_labels  # noqa: E402
-from tools.image_quality import ImageStats, NearDuplicates, image_stats  # noqa: E402
-from tools.label_formats import write_coco, write_yolo  # noqa: E402
+from pipeline.boxes import iou as box_iou
+from tools.datasets import DatasetError, ImageLabels, LabelSet, image_size
+from tools.image_quality import ImageStats, NearDuplicates, image_stats
+from tools.label_formats import FORMATS, read_labels, write_coco, write_yolo
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 IMAGE_CHECKS = ("dark", "bright", "blur", "near-duplicate")

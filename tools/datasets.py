@@ -1,7 +1,7 @@
-"""Label data shared by the data tools: ``ImageLabels``/``LabelSet``, image helpers, the dashcam class
-names, and ``read_labels``, which reads any of the formats in ``tools/label_formats.py`` (yolo, coco,
-kitti, bdd) into absolute pixel ``xyxy`` boxes.  Input that cannot be read at all raises
-``DatasetError`` with a one-line message.
+"""Label data shared by the data tools: ``ImageLabels``/``LabelSet``, image helpers and the dashcam class
+names.  The formats themselves (yolo, coco, kitti, bdd) and ``read_labels``, which dispatches on the
+format's name, are in ``tools/label_formats.py``, which imports this module (never the other way).
+Input that cannot be read at all raises ``DatasetError`` with a one-line message.
 """
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-FORMATS = ("yolo", "coco", "kitti", "bdd")
 
 # The dashcam classes a pseudo-labelled dataset keeps, in output id order.
 DASHCAM_NAMES: tuple[str, ...] = ("person", "bicycle", "car", "motorcycle", "bus", "truck", "traffic light")
@@ -148,29 +147,6 @@ def list_images(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise DatasetError(f"{folder}: no such image folder; check --images")
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-
-
-# -- dispatch ------------------------------------------------------------------------
-def read_labels(fmt: str, labels: Path, images: Path | None) -> LabelSet:
-    """Read ``labels`` (a folder for yolo/kitti, a JSON file for coco/bdd) in format ``fmt``."""
-    if fmt not in FORMATS:
-        raise DatasetError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
-    labels = Path(labels)
-    if not labels.exists():
-        raise DatasetError(f"{labels}: no such {'file' if fmt in ('coco', 'bdd') else 'folder'}; check --labels")
-    if images is not None and not Path(images).is_dir():
-        raise DatasetError(f"{images}: no such image folder; check --images")
-    from tools.label_formats import read_bdd, read_coco, read_kitti, read_yolo
-
-    if fmt == "yolo":
-        if images is None:
-            raise DatasetError("yolo labels need --images (the image folder)")
-        return read_yolo(labels, images)
-    if fmt == "coco":
-        return read_coco(labels, images)
-    if fmt == "kitti":
-        return read_kitti(labels, images)
-    return read_bdd(labels, images)
 
 
 def canonical_class(name: str) -> str | None:

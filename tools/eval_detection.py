@@ -1,6 +1,6 @@
 """Evaluate a detector on labelled images: per-class P/R/F1 at IoU 0.5, AP50 and COCO mAP, by object height.
 
-    python tools/eval_detection.py --weights yolox_nano --images DIR --labels DIR_OR_JSON \
+    python -m tools.eval_detection --weights yolox_nano --images DIR --labels DIR_OR_JSON \
         --format kitti|yolo|coco|bdd [--last 20 | --select=0:10] [--tiles] [--conf 0.3] [--json OUT]
 
 ``--weights``: an .onnx file or a detector preset (yolox_nano, nanodet_m) run through
@@ -34,12 +34,9 @@ from typing import Sequence
 import cv2  # noqa: F401  (before av)
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from tools.datasets import (DASHCAM_NAMES, FORMATS, DatasetError, ImageLabels, canonical_class,  # noqa: E402
-                            image_size, read_labels)
-from tools.detection_metrics import BUCKETS, coco_map, evaluate  # noqa: E402
+from tools.datasets import DASHCAM_NAMES, DatasetError, ImageLabels, canonical_class, image_size
+from tools.detection_metrics import BUCKETS, coco_map, evaluate
+from tools.label_formats import FORMATS, read_labels
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -57,7 +54,7 @@ def resolve_weights(weights: str) -> str:
     if weights == "default":
         if not SHIPPED_ONNX.is_file():
             raise EvalError(f"--weights default: the shipped model {SHIPPED_ONNX} is missing; restore it with git "
-                            "or retrain: python tools/train.py --config configs/train/dashcam.yaml --install")
+                            "or retrain: python -m tools.train --config configs/train/dashcam.yaml --install")
         return str(SHIPPED_PRESET)
     p = Path(weights)
     if weights.endswith(".onnx") and not p.is_file():
@@ -203,7 +200,7 @@ def main(argv=None) -> int:
         "images": len(items), "labels": str(args.labels), "format": args.format, "select": args.select,
         "det_threshold": args.det_threshold, "detect_s": round(t_det, 2),
         "ms_per_image": round(1000 * t_det / len(items), 1), "total_s": round(time.monotonic() - t0, 2),
-        "command": "python tools/eval_detection.py " + " ".join(shlex.quote(str(a)) for a in args.argv),
+        "command": "python -m tools.eval_detection " + " ".join(shlex.quote(str(a)) for a in args.argv),
         "host": platform.platform(),
     }
     print(f"{args.weights}{' tiled' if args.tiles else ''} on {len(items)} images ({args.labels}); "

@@ -1,6 +1,6 @@
 """Score our tracker and peer trackers on KITTI tracking with trackeval.
 
-    python tools/eval_tracking.py --kitti-root ../shared/data/kitti_tracking \
+    python -m tools.eval_tracking --kitti-root ../shared/data/kitti_tracking \
         [--seqs 0000,0003] [--classes Car,Pedestrian] \
         [--trackers ours,ours-with-coasted,sv-bytetrack,norfair,boxmot-ocsort,boxmot-bytetrack] \
         [--dropout-frames 2,5,10,15 --dropout-fraction 0.3 --seed 0] [--class-flip 0.1,0.2,0.3] [--json OUT] \
@@ -37,7 +37,7 @@ import os
 # ours included, up to 2x slower in a same-run table).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse
+import argparse  # noqa: E402  (after OMP_WAIT_POLICY is set; so are the imports below)
 import json
 import platform
 import shlex
@@ -48,12 +48,10 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import markdown_table  # noqa: E402
-from pipeline.configtools import from_mapping, to_mapping  # noqa: E402
-from trackers import TrackerConfig  # noqa: E402
-from trackers.eval import idsw, kitti, peers, scoring  # noqa: E402
+from pipeline.configtools import from_mapping, to_mapping
+from tools.tables import markdown_table
+from trackers import TrackerConfig
+from trackers.eval import idsw, kitti, peers, scoring
 
 DEFAULT_TRACKERS = "ours,ours-with-coasted,sv-bytetrack,norfair,boxmot-ocsort,boxmot-bytetrack"
 TABLE_COLS = ("HOTA", "MOTA", "IDF1", "IDSW", "Frag")
@@ -208,7 +206,7 @@ def main(argv=None) -> int:
             results[f"flip={p:g}"] = evaluate_setting(f"flip{p:g}", seqs, names, cfg, args, work, class_names, gt)
 
     report = {
-        "command": "python " + " ".join(shlex.quote(a) for a in ([sys.argv[0]] + (argv or sys.argv[1:]))),
+        "command": "python -m tools.eval_tracking " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
         "device": f"{platform.machine()}, {scoring.cpu_count()} CPU cores, CPU only",
         "sequences": seq_names, "classes": args.classes_list, "score_threshold_raw": args.score_threshold,
         "dropout": {"fraction": args.dropout_fraction, "seed": args.seed, "frames": ks,

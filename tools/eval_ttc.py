@@ -1,6 +1,6 @@
 """Score the tracker's per-track time-to-contact and in-path on KITTI tracking (3D labels).
 
-    python tools/eval_ttc.py --kitti-root ../shared/data/kitti_tracking [--seqs 0000,0003]
+    python -m tools.eval_ttc --kitti-root ../shared/data/kitti_tracking [--seqs 0000,0003]
         [--json OUT] [--dump OUT.jsonl] [--tracker-config configs/tracker.yaml] [--set key=value ...]
 
 The tracker runs on the PointRCNN Car detections as ``tools/eval_tracking.py``
@@ -25,13 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import markdown_table  # noqa: E402
-from trackers import KalmanTracker  # noqa: E402
-from trackers.association import assign, iou  # noqa: E402
-from trackers.eval import kitti, scoring  # noqa: E402
-from tools.eval_tracking import ours_config  # noqa: E402
+from tools.eval_tracking import ours_config
+from tools.tables import markdown_table
+from trackers import KalmanTracker
+from trackers.association import assign, iou
+from trackers.eval import kitti, scoring
 
 BINS = ((0.0, 2.0), (2.0, 4.0), (4.0, 8.0), (0.0, 4.0))
 HALF_WINDOW = 4            # frames: +-0.4 s at 10 fps
@@ -173,7 +171,7 @@ def main(argv=None) -> int:
                          [[f"{p['precision']:.3f}", f"{p['recall']:.3f}", f"{p['f1']:.3f}", str(p["gt_in_path"]),
                            str(p["predicted_in_path"]), str(p["matched_boxes"])]]))
     if args.json:
-        report = {"command": "python " + " ".join(shlex.quote(a) for a in ([sys.argv[0]] + (argv or sys.argv[1:]))),
+        report = {"command": "python -m tools.eval_ttc " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])),
                   "device": f"{platform.machine()}, {scoring.cpu_count()} CPU cores, CPU only",
                   "sequences": seqs, **result}
         args.json.write_text(json.dumps(report, indent=2))

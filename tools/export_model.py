@@ -1,7 +1,7 @@
 """Export a detector to ONNX (decoded layout + ``dashtrack`` metadata) and/or TorchScript.
 
-    python tools/export_model.py yolox_nano:../shared/data/teachers/yolox_nano/yolox_nano.pth -o yolox_nano.onnx
-    python tools/export_model.py mobilenetv2_s16 -o mnv2_s16.onnx --torchscript mnv2_s16.ts
+    python -m tools.export_model yolox_nano:../shared/data/teachers/yolox_nano/yolox_nano.pth -o yolox_nano.onnx
+    python -m tools.export_model mobilenetv2_s16 -o mnv2_s16.onnx --torchscript mnv2_s16.ts
 
 ONNX files get a dynamic height and width (one file serves every input shape; the pipeline picks
 the shape from ``detector.imgsz`` and each source's aspect ratio); ``--imgsz N`` sets the default
@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from models.checkpoint import load_state_strict  # noqa: E402
-from models.detector import resolve  # noqa: E402
-from models.export import export_onnx, export_torchscript  # noqa: E402
-from models.registry import build_model  # noqa: E402
-from pipeline.detector import frame_input_shape  # noqa: E402
+from models.checkpoint import load_state_strict
+from models.detector import resolve
+from models.export import export_onnx, export_torchscript
+from models.registry import build_model
+from pipeline.detector import frame_input_shape
 
 
 def main(argv: list[str] | None = None) -> int:

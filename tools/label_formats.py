@@ -1,4 +1,4 @@
-"""Readers and writers of the detection label formats (``read_labels`` in ``tools/datasets.py`` dispatches).
+"""Readers and writers of the detection label formats, and ``read_labels``, which dispatches on the format's name.
 
 Every reader returns a ``LabelSet``: the class names and one ``ImageLabels``
 per image, with boxes as absolute pixel ``xyxy`` (float64) whatever the file
@@ -32,6 +32,8 @@ import numpy as np
 import yaml
 
 from tools.datasets import IMAGE_SUFFIXES, DatasetError, ImageLabels, LabelSet, image_size, list_images
+
+FORMATS = ("yolo", "coco", "kitti", "bdd")
 
 
 def _find_image(images_dir: Path | None, stem: str, by_stem: dict[str, Path] | None) -> Path | None:
@@ -316,3 +318,24 @@ def read_bdd(json_path: Path, images_dir: Path | None = None) -> LabelSet:
         items.append(ImageLabels(str(frame["name"]), img, w, h, np.asarray(boxes).reshape(-1, 4), cls, None, None,
                                  rows, probs))
     return LabelSet("bdd", names, items, problems, str(json_path))
+
+
+# -- dispatch ------------------------------------------------------------------------
+def read_labels(fmt: str, labels: Path, images: Path | None) -> LabelSet:
+    """Read ``labels`` (a folder for yolo/kitti, a JSON file for coco/bdd) in format ``fmt``."""
+    if fmt not in FORMATS:
+        raise DatasetError(f"unknown format {fmt!r}; allowed: {', '.join(FORMATS)}")
+    labels = Path(labels)
+    if not labels.exists():
+        raise DatasetError(f"{labels}: no such {'file' if fmt in ('coco', 'bdd') else 'folder'}; check --labels")
+    if images is not None and not Path(images).is_dir():
+        raise DatasetError(f"{images}: no such image folder; check --images")
+    if fmt == "yolo":
+        if images is None:
+            raise DatasetError("yolo labels need --images (the image folder)")
+        return read_yolo(labels, images)
+    if fmt == "coco":
+        return read_coco(labels, images)
+    if fmt == "kitti":
+        return read_kitti(labels, images)
+    return read_bdd(labels, images)

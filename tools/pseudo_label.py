@@ -1,6 +1,6 @@
 """Pseudo-label videos, image folders or image sequences with COCO teachers; write a YOLO/COCO dataset.
 
-    python tools/pseudo_label.py --source ../shared/data/images/pandaset_002_front \
+    python -m tools.pseudo_label --source ../shared/data/images/pandaset_002_front \
         --source ../shared/data/videos/udacity/test_small2.mp4 --every 5 \
         --teacher yolox_nano [--teacher nanodet_m] [--flip] [--tile-size 416 --overlap 0.25] \
         --out runs/pseudo/pandaset [--format yolo,coco]
@@ -42,14 +42,11 @@ from typing import Sequence
 import cv2  # noqa: F401  (before av, which pipeline imports)
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import pipeline  # noqa: E402,F401  (imports cv2 before av)
-from pipeline.records import Detections  # noqa: E402
-from tools.datasets import DASHCAM_NAMES, ImageLabels  # noqa: E402
-from tools.label_formats import coco_dict, write_yolo  # noqa: E402
-from tools.tiling import detect_tiled, flip_boxes, weighted_boxes_fusion  # noqa: E402
+import pipeline  # noqa: F401  (imports cv2 before av)
+from pipeline.records import Detections
+from tools.datasets import DASHCAM_NAMES, ImageLabels
+from tools.label_formats import coco_dict, write_yolo
+from tools.tiling import detect_tiled, flip_boxes, weighted_boxes_fusion
 
 EXIT_OK, EXIT_USAGE = 0, 2
 PRESETS = ("yolox_nano", "nanodet_m")
@@ -299,7 +296,7 @@ def run(args: argparse.Namespace) -> dict:
                          minlength=len(names))
     prov = {
         "tool": "tools/pseudo_label.py",
-        "command": "python tools/pseudo_label.py " + " ".join(shlex.quote(str(a)) for a in args.argv),
+        "command": "python -m tools.pseudo_label " + " ".join(shlex.quote(str(a)) for a in args.argv),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "teachers": [{"name": t.name, "model": t.model, "sha256": _sha256(t.model) if t.model.endswith(".onnx") else None,
                       "input_size": t.input_size} for t in teachers],

@@ -1,6 +1,6 @@
 """Train a ``models/`` detector on YOLO datasets (tiled-teacher pseudo-labels) from a YAML config.
 
-    python tools/train.py --config configs/train/dashcam.yaml [--resume] [--out runs/train/x]
+    python -m tools.train --config configs/train/dashcam.yaml [--resume] [--out runs/train/x]
         [--max-steps N] [--device cpu|cuda] [--no-progress] [--install]
 
 Two families: ``fastdet`` (``configs/train/lite.yaml``, loss ``models/loss.py``) and ``yolox``
@@ -55,21 +55,18 @@ from pathlib import Path
 import cv2  # noqa: F401  (before av)
 import numpy as np
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from models.checkpoint import save_checkpoint  # noqa: E402
-from models.export import export_onnx  # noqa: E402
-from models.registry import ModelSpec, build_model  # noqa: E402
-from pipeline.configtools import ConfigError, to_mapping  # noqa: E402
-from tools.datasets import DASHCAM_NAMES, DatasetError  # noqa: E402
-from tools.train_data import AugmentConfig, Frame, augment, letterbox_scale, load_frames, to_tensor_batch  # noqa: E402
-from tools.training.config import (DatasetEntry, Schedule, TrainConfig, TrainError,  # noqa: E402
+from models.checkpoint import save_checkpoint
+from models.export import export_onnx
+from models.registry import ModelSpec, build_model
+from pipeline.configtools import ConfigError, to_mapping
+from tools.datasets import DASHCAM_NAMES, DatasetError
+from tools.train_data import AugmentConfig, Frame, augment, letterbox_scale, load_frames, to_tensor_batch
+from tools.training.config import (DatasetEntry, Schedule, TrainConfig, TrainError,
                                    load_config, model_spec, resolve_path)
-from tools.training.ema import WeightEMA  # noqa: E402
-from tools.training.family import compute_loss, freeze_trunk, init_weights, set_bn_eval  # noqa: E402
+from tools.training.ema import WeightEMA
+from tools.training.family import compute_loss, freeze_trunk, init_weights, set_bn_eval
 
 ROOT = Path(__file__).resolve().parents[1]
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -84,19 +81,19 @@ def prepare(entry: DatasetEntry, progress: bool) -> Path:
         return root
     if not entry.source:
         raise TrainError(f"dataset {entry.path}: no such folder (and no 'source' to pseudo-label it from)")
-    cmd = [sys.executable, str(ROOT / "tools/pseudo_label.py")]
+    cmd = [sys.executable, "-m", "tools.pseudo_label"]
     for src in entry.source:
         cmd += ["--source", str(resolve_path(src))]
     cmd += ["--every", str(entry.every),
            "--teacher", "yolox_nano", "--tile-size", "416", "--overlap", "0.25", "--out", str(root),
            "--format", "yolo,coco", "--threads", "2"] + ([] if progress else ["--no-progress"])
     print("prepare: " + " ".join(shlex.quote(c) for c in cmd), flush=True)
-    if subprocess.run(cmd).returncode != 0:
+    if subprocess.run(cmd, cwd=ROOT).returncode != 0:   # cwd: ``-m tools.X`` finds the package there
         raise TrainError(f"pseudo-labelling {entry.source} into {entry.path} failed (see above)")
-    audit = [sys.executable, str(ROOT / "tools/audit_data.py"), "--format", "yolo", "--images", str(root / "images"),
+    audit = [sys.executable, "-m", "tools.audit_data", "--format", "yolo", "--images", str(root / "images"),
              "--labels", str(root / "labels"), "--json", str(root / "audit.json")]
     print("prepare: " + " ".join(shlex.quote(c) for c in audit), flush=True)
-    rc = subprocess.run(audit).returncode
+    rc = subprocess.run(audit, cwd=ROOT).returncode
     if rc not in (0, 1):  # 1: warnings or errors listed; the labels are still usable, the log says which
         raise TrainError(f"auditing {entry.path} failed (exit {rc})")
     return root

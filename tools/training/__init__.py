@@ -1,1 +1,1 @@
-"""Helpers of the training tools (``tools/train.py``): the detector speed bench."""
+"""Helpers of ``python -m tools.train``: the training config, the weight EMA, the per-family loss and init."""

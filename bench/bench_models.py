@@ -1,9 +1,9 @@
 """Benchmark the registered detector variants: ms/img, img/s, params, GFLOPs.
 
-    python tools/bench_models.py                       # every variant, CPU fp32 batch 1 (+ CUDA fp32/fp16, batch 1 and 8)
-    python tools/bench_models.py --variants resnet18_s16 resnet18_s32 --sizes 384x640 736x1280
-    python tools/bench_models.py --onnx                # add onnxruntime rows on CPU
-    python tools/bench_models.py --assignment          # anchor-free vs anchors: cell collisions on KITTI labels
+    python -m bench.bench_models                       # every variant, CPU fp32 batch 1 (+ CUDA fp32/fp16, batch 1 and 8)
+    python -m bench.bench_models --variants resnet18_s16 resnet18_s32 --sizes 384x640 736x1280
+    python -m bench.bench_models --onnx                # add onnxruntime rows on CPU
+    python -m bench.bench_models --assignment          # anchor-free vs anchors: cell collisions on KITTI labels
 
 Times are the median of ``--iters`` forward passes (network only, no pre/post-processing)
 after ``--warmup`` passes, with ``--threads`` CPU threads (torch's default otherwise).  GFLOPs count conv/matmul work at
@@ -16,7 +16,6 @@ import dataclasses
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,10 +24,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from models.registry import build_model, list_variants, load_variant  # noqa: E402
-from pipeline.paths import shared_data_dir  # noqa: E402
+from models.registry import build_model, list_variants, load_variant
+from pipeline.paths import shared_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 KITTI = shared_data_dir() / "kitti_tracking" / "label_02"

@@ -1,6 +1,6 @@
 """End-to-end CPU speed of ONNX detectors on real 1280x720 frames, preprocessing included.
 
-    python -m tools.training.bench_speed --model configs/detectors/lite.yaml --model yolox_nano \
+    python -m bench.bench_speed --model configs/detectors/lite.yaml --model yolox_nano \
         [--threads 2] [--iters 30] [--json out.json]
 
 Each ``--model`` is a detector preset (configs/detectors/<name>.yaml or a YAML path) or an .onnx
@@ -20,14 +20,10 @@ from pathlib import Path
 
 import cv2
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from pipeline.config import DetectorConfig, detector_preset  # noqa: E402
-from pipeline.configtools import from_mapping  # noqa: E402
-from pipeline.onnx_detector import OnnxDetector  # noqa: E402
-from pipeline.paths import shared_data_dir  # noqa: E402
+from pipeline.config import DetectorConfig, detector_preset
+from pipeline.configtools import from_mapping
+from pipeline.onnx_detector import OnnxDetector
+from pipeline.paths import shared_data_dir
 
 FRAMES = shared_data_dir() / "images" / "udacity"
 

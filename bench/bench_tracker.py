@@ -1,6 +1,6 @@
 """Time one ``update`` call of our tracker and of the importable peers at 10/50/200 tracks.
 
-    python tools/bench_tracker.py [--tracks 10,50,200] [--frames 200] [--trackers ours,sv-bytetrack,...]
+    python -m bench.bench_tracker [--tracks 10,50,200] [--frames 200] [--trackers ours,sv-bytetrack,...]
         [--cmc-clip VIDEO] [--frame-size]
 
 A synthetic scene: N boxes on a 1242x375 frame moving at constant velocity
@@ -20,15 +20,13 @@ import os
 # ours included, up to 2x slower in a same-run table).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse
-import json
-import sys
-import time
-from pathlib import Path
+import argparse  # noqa: E402  (after OMP_WAIT_POLICY is set)
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np  # noqa: E402
 
 from bench.common import clip_file, markdown_table  # noqa: E402
 from pipeline.records import Detections  # noqa: E402
