@@ -1,9 +1,11 @@
-#!/usr/bin/env python3
-"""Detect and track objects in a dashcam stream, live or from a file.
+"""The ``dashtrack`` command (``python run_stream.py`` in a clone): detect and track objects in a
+dashcam stream, live or from a file.
 
-    python run_stream.py --source examples/test_video.mp4
-    python run_stream.py --source camera0
-    python run_stream.py --source drive.mp4 --no-show --save-video out.mp4 --save-json out.jsonl
+    dashtrack --source examples/test_video.mp4
+    dashtrack --source camera0
+    dashtrack --source drive.mp4 --no-show --save-video out.mp4 --save-json out.jsonl
+    dashtrack --source drive.mp4 --conf 0.4 --classes car,person --imgsz 512 --device cpu
+    dashtrack fleet INPUTS... --out DIR      (many drives at once; see README "Fleets")
 """
 from __future__ import annotations
 
@@ -16,19 +18,23 @@ import yaml
 
 import cv2  # noqa: F401  (cv2 before av: see pipeline/__init__.py)
 
-from pipeline.config import DEFAULT_CONFIG, NULL, load_config, model_overrides
-from pipeline.configtools import ConfigError
-from pipeline.onnx_detector import DetectorError
-from pipeline.outputs import OutputError
-from pipeline.multi import MultiRunner
-from pipeline.runner import Runner, Terminated, interrupt_reason
-from pipeline.sources import SourceError
-from pipeline.stages import StageError
-from pipeline.stats import format_table
+from .config import DEFAULT_CONFIG, NULL, load_config, model_overrides
+from .configtools import ConfigError
+from .onnx_detector import DetectorError
+from .outputs import OutputError
+from .multi import MultiRunner
+from .runner import Runner, Terminated, interrupt_reason
+from .sources import SourceError
+from .stages import StageError
+from .startup import DEVICE_CHOICES, check_device, describe_run, parse_classes
+from .stats import format_table
+
+SUBCOMMANDS = ("fleet",)      # ``dashtrack fleet ...``: pipeline.fleet.main(argv)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="dashtrack", description=__doc__, allow_abbrev=False,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", required=True, nargs="+",
                    help="video file, cameraN, /dev/videoN or a camera's name, rtsp:// or http(s):// URL, image folder "
                         "or glob, lavfi:<filter>; "
@@ -49,15 +55,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--stats-json", metavar="OUT.json", help="write the timing report as JSON")
     p.add_argument("--fps", type=float, help="frame rate for image folders")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
-    p.add_argument("--score-threshold", type=float, help="detector score threshold")
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--loop", type=int, metavar="N",
+                   help="files: play the file N times as one run (ids and timestamps continue); "
+                        "a live source runs until it stops, --loop is ignored for it with a note")
+    p.add_argument("--realtime", action="store_true",
+                   help="files: no faster than their timestamps (every frame is still processed); "
+                        "live sources always run at their own pace")
+    p.add_argument("--conf", "--score-threshold", dest="score_threshold", type=float, metavar="SCORE",
+                   help="detector score threshold, 0..1 (default 0.3)")
+    p.add_argument("--classes", metavar="A,B",
+                   help="keep only these classes: names or COCO ids, e.g. car,person or 2,0")
+    p.add_argument("--device", help=f"{DEVICE_CHOICES} (default auto: CUDA when present)")
     track = p.add_mutually_exclusive_group()
     track.add_argument("--track", action="store_true", default=None, help="run the tracker")
     track.add_argument("--no-track", action="store_true", help="detection only, no track ids")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set detector.workers=1 --set tracker.min_hits=3 "
                         "(VALUE read as YAML; fields: configs/default.yaml)")
-    p.add_argument("--quiet", action="store_true", help="no timing table at the end")
+    p.add_argument("--quiet", action="store_true", help="no start line and no timing table at the end")
     p.add_argument("--debug", action="store_true", help="full tracebacks on errors")
     return p.parse_args(argv)
 
@@ -74,6 +89,9 @@ def build_config(args: argparse.Namespace):
         "output.show": "no" if args.no_show else ("yes" if args.show else None),
         "source.fps": args.fps,
         "source.max_frames": args.max_frames,
+        "source.loop": args.loop,
+        "source.realtime": True if args.realtime else None,
+        "detector.classes": list(parse_classes(args.classes)) if args.classes is not None else None,
         "detector.score_threshold": args.score_threshold,
         "detector.imgsz": args.imgsz,
         "detector.device": args.device,
@@ -82,6 +100,7 @@ def build_config(args: argparse.Namespace):
     sets = parse_sets(args.set)
     overrides.update(sets)
     cfg = load_config(args.config, overrides)
+    check_device(cfg)
     return cfg
 
 
@@ -106,17 +125,22 @@ def _sigterm(signum, frame):
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        return _subcommand(argv[0], argv[1:])
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
     runner = None
     try:
         cfg = build_config(args)
+        note = check_device(cfg) if args.device == "auto" else None
         if len(args.source) == 1:
             runner = Runner(cfg, args.source[0])
-            reports = [runner.run()]
         else:
             runner = MultiRunner(cfg, args.source)
-            reports = runner.run()
+        if not args.quiet:
+            _start_lines(cfg, runner, note)
+        reports = [runner.run()] if isinstance(runner, Runner) else runner.run()
     except (ConfigError, SourceError, DetectorError, OutputError, StageError) as e:
         if args.debug:
             traceback.print_exc()
@@ -139,6 +163,33 @@ def main(argv=None) -> int:
     if runner.interrupted:
         return 143 if any(r.stop_reason.startswith("terminated") for r in runners) else 130
     return 0
+
+
+def _start_lines(cfg, runner, note: str | None) -> None:
+    """The run's one line (detector, input, backend and device, tracker), after any note on it."""
+    runners = runner.runners if isinstance(runner, MultiRunner) else [runner]
+    if note:
+        print(note, file=sys.stderr)
+    for r in runners:
+        if r.source.live and cfg.source.loop > 1:
+            print(f"note: --loop {cfg.source.loop} ignored for {r.source.name}: a live source is not replayed, "
+                  "it runs until it stops", file=sys.stderr)
+        if r.source.live and cfg.source.realtime:
+            print(f"note: --realtime: {r.source.name} is live and runs at its own pace anyway", file=sys.stderr)
+    detector = runner.shared if isinstance(runner, MultiRunner) else runner.detector
+    print(describe_run(cfg, detector, runners[0].source), file=sys.stderr, flush=True)
+
+
+def _subcommand(name: str, argv: list[str]) -> int:
+    if name == "fleet":
+        try:
+            from .fleet import main as fleet_main
+        except ImportError as e:
+            print(f"error: dashtrack fleet is unavailable here ({e}); install the fleet extra: "
+                  "pip install '.[fleet]'", file=sys.stderr)
+            return 2
+        return fleet_main(argv)
+    raise AssertionError(name)
 
 
 def _reports(runner) -> list[dict]:

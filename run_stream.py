@@ -1,0 +1,14 @@
+#!/usr/bin/env python3
+"""Detect and track objects in a dashcam stream, live or from a file: ``python run_stream.py``
+is the ``dashtrack`` command (pipeline/cli.py) run from a clone.
+
+    python run_stream.py --source examples/test_video.mp4
+    python run_stream.py --source camera0
+    python run_stream.py --source drive.mp4 --no-show --save-video out.mp4 --save-json out.jsonl
+"""
+import sys
+
+from pipeline.cli import build_config, main, parse_args, parse_sets  # noqa: F401  (re-exported for tests and tools)
+
+if __name__ == "__main__":
+    sys.exit(main())
