@@ -5,7 +5,7 @@ dashcam stream, live or from a file.
     dashtrack --source camera0
     dashtrack --source drive.mp4 --no-show --save-video out.mp4 --save-json out.jsonl
     dashtrack --source drive.mp4 --conf 0.4 --classes car,person --imgsz 512 --device cpu
-    dashtrack fleet INPUTS... --out DIR      (many drives at once; see README "Fleets")
+    dashtrack fleet ...                      (many drives at once on Ray: pipeline/fleet.py)
 """
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ import argparse
 import signal
 import sys
 import traceback
+from pathlib import Path
 
 import yaml
 
 import cv2  # noqa: F401  (cv2 before av: see pipeline/__init__.py)
 
-from .config import DEFAULT_CONFIG, NULL, load_config, model_overrides
+from .config import DEFAULT_CONFIG, NULL, REPO_ROOT as PACKAGE_ROOT, load_config, model_overrides
 from .configtools import ConfigError
 from .onnx_detector import DetectorError
 from .outputs import OutputError
@@ -80,7 +81,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def build_config(args: argparse.Namespace):
     overrides = {}
     if args.model:
-        overrides.update(model_overrides(args.model))
+        overrides.update(model_overrides(packaged(args.model)))
     overrides.update({
         "output.save_video": args.save_video,
         "output.save_json": args.save_json,
@@ -99,9 +100,19 @@ def build_config(args: argparse.Namespace):
     })
     sets = parse_sets(args.set)
     overrides.update(sets)
-    cfg = load_config(args.config, overrides)
+    cfg = load_config(packaged(args.config), overrides)
     check_device(cfg)
     return cfg
+
+
+def packaged(path: str) -> str:
+    """A relative path of the clone (``configs/detectors/lite.yaml``, ``models/weights/dashcam.onnx``) that is not
+    in the working folder: the installed package's copy (package data), so they work from any folder."""
+    p = Path(path)
+    if p.is_absolute() or p.exists() or not p.suffix:
+        return path
+    inside = PACKAGE_ROOT / p
+    return str(inside) if inside.is_file() else path
 
 
 def parse_sets(items: list[str]) -> dict:

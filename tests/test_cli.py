@@ -93,6 +93,10 @@ RUNS = [
     ("loop-twice", ["--loop", "2"], "tracker on",
      lambda fr: [f["index"] for f in fr] == list(range(2 * FRAMES))
      and all(b["timestamp"] > a["timestamp"] for a, b in zip(fr, fr[1:]))),
+    ("clone-relative-model-from-elsewhere", ["--model", "models/weights/lite.onnx", "--max-frames", "3"],
+     "run: lite.onnx (onnx on cpu), input 288x512", lambda fr: len(fr) == 3),
+    ("clone-relative-config-from-elsewhere", ["--config", "configs/default.yaml", "--max-frames", "3"],
+     "run: dashcam.onnx", lambda fr: len(fr) == 3),
     ("loop-with-max-frames", ["--loop", "3", "--max-frames", "50"], "tracker on",
      lambda fr: [f["index"] for f in fr] == list(range(50))),
 ]

@@ -103,6 +103,24 @@ def test_installed_dashtrack_runs_from_any_folder(venv, tmp_path):
     assert all(1280 >= b["xyxy"][2] > b["xyxy"][0] >= 0 and 720 >= b["xyxy"][3] > b["xyxy"][1] >= 0 for b in cars)
 
 
+PACKAGED = [
+    ("lite-preset", ["--model", "lite"], "run: lite.onnx (onnx on cpu), input 288x512"),
+    ("clone-relative-config", ["--config", "configs/detectors/dashcam.yaml"], "run: dashcam.onnx"),
+    ("clone-relative-weights", ["--model", "models/weights/lite.onnx"], "run: lite.onnx"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args, line", [r[1:] for r in PACKAGED], ids=[r[0] for r in PACKAGED])
+def test_installed_dashtrack_finds_package_data(venv, tmp_path, args, line):
+    """Presets and the clone's relative paths resolve to the installed package's copies from any folder."""
+    proc = subprocess.run([str(venv / "bin" / "dashtrack"), "--source", str(REPO / "examples" / "test_video.mp4"),
+                           "--no-show", "--max-frames", "3", *args], cwd=tmp_path, env=_clean_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert line in proc.stderr, proc.stderr
+
+
 @pytest.mark.slow
 def test_installed_dashtrack_help_and_bad_flag(venv, tmp_path):
     run = lambda *a: subprocess.run([str(venv / "bin" / "dashtrack"), *a], cwd=tmp_path, env=_clean_env(),
