@@ -70,6 +70,8 @@ class SourceConfig:
     reconnect_timeout_s: float = 30.0  # give up when the source is not back within this time
     reconnect_initial_s: float = 0.25  # first wait; doubles on each failed try
     reconnect_max_s: float = 0.5       # longest wait between tries (bounds the delay after a return)
+    loop: int = 1                      # files: passes over the file (--loop N); live sources run until they stop
+    realtime: bool = False             # files: no faster than their timestamps (--realtime); live sources always are
 
     def __post_init__(self) -> None:
         if min(self.camera_size) <= 0:
@@ -82,6 +84,8 @@ class SourceConfig:
         _at_most("source.camera_size width", self.camera_size[0], MAX_FRAME_SIDE)
         _at_most("source.camera_size height", self.camera_size[1], MAX_FRAME_SIDE)
         _threads("source.decode_threads", self.decode_threads)
+        if not 1 <= self.loop <= 1_000_000:
+            raise ConfigError(f"source.loop: {self.loop!r} must be in 1..1000000 (passes over a file; 1 = once)")
 
 
 @dataclass(frozen=True)

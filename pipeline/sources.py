@@ -30,6 +30,7 @@ from .config import SourceConfig
 from . import cameras
 from .records import Frame
 from .reconnect import ReconnectingSource
+from .replay import LoopedSource, PacedSource
 from .source_base import MIN_FRAME_SIDE, Source, SourceError  # noqa: F401  (re-exported)
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".avi", ".mov", ".m4v", ".webm", ".ts", ".mpg", ".mpeg", ".flv", ".h264", ".hevc"}
@@ -227,11 +228,16 @@ def _image_paths(spec: str) -> list[Path] | None:
 
 def open_source(spec: str | int, cfg: SourceConfig | None = None) -> Source:
     """Open the source named by ``spec`` (see the module docstring).  A live source
-    is wrapped to reconnect when it stops (``cfg.reconnect``)."""
+    is wrapped to reconnect when it stops (``cfg.reconnect``); a file is replayed ``cfg.loop``
+    times and paced to its timestamps with ``cfg.realtime`` (pipeline/replay.py)."""
     cfg = cfg or SourceConfig()
     spec = str(spec).strip()
     source = _open_once(spec, cfg)
-    if not source.live or cfg.reconnect == "no" or spec.startswith("lavfi:"):   # a test source's end is final
+    if not source.live:
+        if cfg.loop > 1:
+            source = LoopedSource(source, lambda: _open_once(spec, cfg), cfg.loop, cfg.max_frames)
+        return PacedSource(source) if cfg.realtime else source
+    if cfg.reconnect == "no" or spec.startswith("lavfi:"):   # a test source's end is final
         return source
     first = [source]
 
