@@ -106,6 +106,11 @@ def _sigterm(signum, frame):
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["fleet"]:               # dashtrack fleet ...: drives on Ray (pipeline/fleet.py; Ray optional)
+        from pipeline.fleet import main as fleet_main
+
+        return fleet_main(argv[1:])
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
     runner = None
