@@ -17,6 +17,8 @@ Ray (``pip install 'dashtrack[fleet]'``) is imported here only when drives are t
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import sys
 import time
@@ -94,16 +96,22 @@ def _check_out(out: Path) -> None:
 
 
 def _probe_config(drives: list[Drive], out: Path, options: list[str], save_video: bool):
-    """The single-run config of the first drive: bad pass-through options stop here, before Ray starts."""
+    """The single-run config of the first drive, its detector built once: bad pass-through options or a
+    model that does not load stop here, before Ray starts."""
     cli = single_run_cli()
     from .configtools import ConfigError
-    from .onnx_detector import DetectorError
+    from .onnx_detector import DetectorError, build_detector
 
+    said = io.StringIO()
     try:
-        args = cli.parse_args(drive_argv(drives[0].path, out / drives[0].name, options, save_video))
-        return cli.build_config(args)
-    except SystemExit:                 # argparse printed its own line about the option
-        raise FleetUsageError("a single-run option after -- was not accepted (above)") from None
+        with contextlib.redirect_stderr(said):     # argparse's usage block: only its error line is kept
+            args = cli.parse_args(drive_argv(drives[0].path, out / drives[0].name, options, save_video))
+        cfg = cli.build_config(args)
+        build_detector(cfg.detector)
+        return cfg
+    except SystemExit:
+        line = (said.getvalue().strip().splitlines() or ["not accepted"])[-1]
+        raise FleetUsageError(f"options after --: {line.partition('error: ')[2] or line}") from None
     except (ConfigError, DetectorError) as e:
         raise FleetUsageError(f"options after --: {e}") from None
 
@@ -114,8 +122,8 @@ def main(argv: list[str]) -> int:
         args, options = parse_args(list(argv))
         out = Path(args.out)
         drives = drive_names(discover(args.inputs, exclude=out))
-        _check_out(out)
         cfg = _probe_config(drives, out, options, args.save_video)
+        _check_out(out)
     except (FleetUsageError, FleetInputError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
