@@ -10,7 +10,7 @@ tracks_mot.txt, stats.json, run.log (its stderr), video.mp4 with --save-video, a
 ``DIR/fleet.csv``, ``DIR/fleet.json`` and ``DIR/index.html`` summarise the drives. A re-run skips
 drives whose done.json matches the input's size and mtime (``--force`` re-runs them); a failing drive
 is recorded with its one-line error and the others finish; Ctrl-C stops cleanly, keeping finished drives.
-Exit code: 0 all drives done, 1 a drive failed, 2 bad arguments or inputs, 130 interrupted.
+Exit code: 0 all drives done, 1 a drive failed, 2 bad arguments or inputs, 130 Ctrl-C, 143 SIGTERM.
 
 Ray (``pip install 'dashtrack[fleet]'``) is imported here only when drives are to run.
 """
@@ -20,13 +20,16 @@ import argparse
 import contextlib
 import io
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
-from .fleet_drive import FLEET_FLAGS, drive_argv, read_marker, resumed_record, single_run_cli
+from .fleet_drive import FLEET_FLAGS, DriveRecord, drive_argv, read_marker, resumed_record, single_run_cli
 from .fleet_inputs import Drive, FleetInputError, discover, drive_names
 from .fleet_summary import write_summary
+from .runner import Terminated
 
 
 class FleetUsageError(ValueError):
@@ -116,6 +119,14 @@ def _probe_config(drives: list[Drive], out: Path, options: list[str], save_video
         raise FleetUsageError(f"options after --: {e}") from None
 
 
+_signals: list[int] = []     # SIGTERM seen by this process's fleet (Ray may re-raise it as a plain KeyboardInterrupt)
+
+
+def _sigterm(signum, frame):
+    _signals.append(signum)
+    raise Terminated
+
+
 def main(argv: list[str]) -> int:
     started = time.time()
     try:
@@ -134,16 +145,27 @@ def main(argv: list[str]) -> int:
             records.append(resumed_record(d.name, d.path, summary))
         else:
             todo.append(d)
-    interrupted = False
+    interrupted = ""
     if todo:
         from .fleet_ray import run_fleet      # Ray: only now
 
+        _signals.clear()
+        on_main = threading.current_thread() is threading.main_thread()
+        old_term = signal.signal(signal.SIGTERM, _sigterm) if on_main else None   # SIGTERM stops as Ctrl-C does
         try:
             ran, interrupted = run_fleet(todo, out, options, args, cfg)
         except RuntimeError as e:             # Ray could not start or join the cluster
             print(f"error: {e}", file=sys.stderr)
             return 2
+        except KeyboardInterrupt as e:        # while Ray was starting: no drive ran
+            interrupted = "terminated" if isinstance(e, Terminated) else "interrupted"
+            ran = [DriveRecord(d.name, "interrupted", False, str(d.path), error=interrupted).as_dict() for d in todo]
+        finally:
+            if on_main:
+                signal.signal(signal.SIGTERM, old_term)
         records += ran
+        if interrupted and _signals:
+            interrupted = "terminated"
     meta = {"started": started, "finished": time.time(), "out": str(out), "inputs": list(args.inputs),
             "options": options, "drives_total": len(drives), "skipped": len(drives) - len(todo),
             "interrupted": interrupted}
@@ -158,7 +180,7 @@ def main(argv: list[str]) -> int:
     for r in failed:
         print(f"failed: {r['drive']}: {r['error']}", file=sys.stderr)
     if interrupted:
-        return 130
+        return 143 if interrupted == "terminated" else 130
     return 1 if failed else 0
 
 

@@ -5,7 +5,9 @@ Imported only by ``pipeline.fleet`` when there are drives to run: nothing else i
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -56,11 +58,16 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[-1] if text else ''}".rstrip(": ")
 
 
-def run_fleet(drives: list[Drive], out: Path, options: list[str], args, cfg) -> tuple[list[dict], bool]:
-    """Run ``drives`` on Ray; (their records, whether Ctrl-C stopped the fleet)."""
+def run_fleet(drives: list[Drive], out: Path, options: list[str], args, cfg) -> tuple[list[dict], str]:
+    """Run ``drives`` on Ray; (their records, "" or what stopped the fleet: "interrupted" (Ctrl-C) or
+    "terminated" (SIGTERM))."""
     ray = import_ray()
+    on_term = signal.getsignal(signal.SIGTERM)
     startup_s = start_ray(ray, args.workers, args.address, args.ray_logs)
+    on_main = threading.current_thread() is threading.main_thread()
     try:
+        if on_main and callable(on_term):
+            signal.signal(signal.SIGTERM, on_term)   # ray.init put its own (it aborts the process) in place
         return _run(ray, drives, out, options, args, cfg, startup_s)
     finally:
         ray.shutdown()
@@ -83,7 +90,7 @@ def _run(ray, drives, out, options, args, cfg, startup_s):
     bar = tqdm(total=len(drives), unit="drive", file=sys.stderr, dynamic_ncols=True, disable=None,
                desc=f"fleet ({cpus:g} CPU/drive, Ray up in {startup_s:.1f} s)")
     t0, frames = time.perf_counter(), 0
-    interrupted = False
+    interrupted = ""
     try:
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
@@ -96,9 +103,9 @@ def _run(ray, drives, out, options, args, cfg, startup_s):
                 bar.update(1)
                 elapsed = max(time.perf_counter() - t0, 1e-9)
                 bar.set_postfix_str(f"{60 * len(records) / elapsed:.1f} drives/min, {frames / elapsed:.0f} frames/s")
-    except KeyboardInterrupt:
-        interrupted = True
-        bar.write("interrupted: stopping the running drives (finished drives are kept)", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        interrupted = "terminated" if type(e).__name__ == "Terminated" else "interrupted"
+        bar.write(f"{interrupted}: stopping the running drives (finished drives are kept)", file=sys.stderr)
         records += _stop(ray, pending)
     finally:
         bar.close()

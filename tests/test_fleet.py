@@ -4,8 +4,10 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -179,3 +181,34 @@ def test_fleet_on_local_ray_done_failed_resume(tmp_path, example_video):
     assert rows["test_video"]["frames"] == MAX_FRAMES and rows["broken"]["status"] == "failed"
     assert {n: (out / n / MARKER).stat().st_mtime_ns for n in markers} == markers
     assert "2 from an earlier run" in again.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_fleet_stops_cleanly_keeping_finished_drives(tmp_path, example_video, sig, code):
+    pytest.importorskip("ray", reason="the fleet needs Ray: pip install -e '.[fleet]'")
+    long_drive = need(VIDEOS / "solidWhiteRight_960x540.mp4")
+    out = tmp_path / "fleet"
+    # One drive at a time; the signal goes to the whole process group once the first drive completed,
+    # as Ctrl-C in a terminal does (a background job of a non-interactive shell would ignore SIGINT: reset).
+    proc = subprocess.Popen(
+        [sys.executable, "run_stream.py", "fleet", str(example_video), str(long_drive), "--out", str(out),
+         "--workers", "1"], cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 180
+        while not list(out.glob(f"*/{MARKER}")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, "the fleet ended before it could be interrupted"
+        os.killpg(proc.pid, sig)
+        err = proc.communicate(timeout=90)[1]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == code, err
+    rows = _rows(out)
+    statuses = sorted(r["status"] for r in rows.values())
+    assert statuses == ["done", "interrupted"], err
+    for name, r in rows.items():
+        assert (out / name / MARKER).exists() is (r["status"] == "done")
+    assert "finished drives are kept" in err and "Traceback" not in err
