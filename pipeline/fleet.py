@@ -145,7 +145,7 @@ def main(argv: list[str]) -> int:
             records.append(resumed_record(d.name, d.path, summary))
         else:
             todo.append(d)
-    interrupted = ""
+    interrupted, ray_info = "", {}
     if todo:
         from .fleet_ray import run_fleet      # Ray: only now
 
@@ -153,7 +153,7 @@ def main(argv: list[str]) -> int:
         on_main = threading.current_thread() is threading.main_thread()
         old_term = signal.signal(signal.SIGTERM, _sigterm) if on_main else None   # SIGTERM stops as Ctrl-C does
         try:
-            ran, interrupted = run_fleet(todo, out, options, args, cfg)
+            ran, interrupted, ray_info = run_fleet(todo, out, options, args, cfg)
         except RuntimeError as e:             # Ray could not start or join the cluster
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -168,7 +168,7 @@ def main(argv: list[str]) -> int:
             interrupted = "terminated"
     meta = {"started": started, "finished": time.time(), "out": str(out), "inputs": list(args.inputs),
             "options": options, "drives_total": len(drives), "skipped": len(drives) - len(todo),
-            "interrupted": interrupted}
+            "interrupted": interrupted or None, **ray_info}
     paths = write_summary(out, records, meta)
     failed = [r for r in records if r["status"] == "failed"]
     done = sum(r["status"] == "done" for r in records)

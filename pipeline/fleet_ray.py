@@ -58,9 +58,9 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[-1] if text else ''}".rstrip(": ")
 
 
-def run_fleet(drives: list[Drive], out: Path, options: list[str], args, cfg) -> tuple[list[dict], str]:
+def run_fleet(drives: list[Drive], out: Path, options: list[str], args, cfg) -> tuple[list[dict], str, dict]:
     """Run ``drives`` on Ray; (their records, "" or what stopped the fleet: "interrupted" (Ctrl-C) or
-    "terminated" (SIGTERM))."""
+    "terminated" (SIGTERM), and facts for fleet.json: Ray's start-up seconds, CPUs per drive)."""
     ray = import_ray()
     on_term = signal.getsignal(signal.SIGTERM)
     startup_s = start_ray(ray, args.workers, args.address, args.ray_logs)
@@ -76,8 +76,14 @@ def run_fleet(drives: list[Drive], out: Path, options: list[str], args, cfg) -> 
 def _run(ray, drives, out, options, args, cfg, startup_s):
     from tqdm import tqdm
 
-    cpus = task_cpus(cfg, ray.cluster_resources().get("CPU", 1.0))
+    total = ray.cluster_resources().get("CPU", 1.0)
+    cpus = task_cpus(cfg, total)
     gpus = args.task_gpus if args.task_gpus is not None else (1.0 if str(cfg.detector.device).startswith("cuda") else 0.0)
+    have_gpus = ray.cluster_resources().get("GPU", 0.0)
+    if gpus > have_gpus:                 # the tasks would wait forever
+        raise RuntimeError(f"each drive asks for {gpus:g} GPU (--task-gpus, or the detector's device "
+                           f"{cfg.detector.device}) and the Ray cluster has {have_gpus:g}; "
+                           "use --task-gpus 0 or --set detector.device=cpu")
     task = ray.remote(run_drive).options(num_cpus=cpus, num_gpus=gpus, max_retries=0, retry_exceptions=False)
     pending = {}
     for d in drives:
@@ -109,7 +115,9 @@ def _run(ray, drives, out, options, args, cfg, startup_s):
         records += _stop(ray, pending)
     finally:
         bar.close()
-    return records, interrupted
+    info = {"ray_startup_s": round(startup_s, 3), "ray_cpus": total, "task_cpus": cpus, "task_gpus": gpus,
+            "ray_address": args.address or "local"}
+    return records, interrupted, info
 
 
 def _collect(ray, ref, drive: Drive) -> dict:
