@@ -212,3 +212,19 @@ def test_fleet_stops_cleanly_keeping_finished_drives(tmp_path, example_video, si
     for name, r in rows.items():
         assert (out / name / MARKER).exists() is (r["status"] == "done")
     assert "finished drives are kept" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("setup, address, says", [
+    ("no-ray", None, "pip install 'dashtrack[fleet]'"),
+    ("ray", "auto", "could not join the Ray cluster at auto"),
+], ids=["ray-not-installed", "no-cluster-at-address"])
+def test_ray_missing_or_unreachable_one_line_exit_2(tmp_path, capsys, monkeypatch, example_video, setup, address, says):
+    if setup == "no-ray":
+        monkeypatch.setitem(sys.modules, "ray", None)           # import ray -> ImportError
+    else:
+        pytest.importorskip("ray", reason="the fleet needs Ray: pip install -e '.[fleet]'")
+        monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    argv = [str(example_video), "--out", str(tmp_path / "o")] + (["--address", address] if address else [])
+    assert fleet.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and says in err[0], err
