@@ -228,3 +228,24 @@ def test_ray_missing_or_unreachable_one_line_exit_2(tmp_path, capsys, monkeypatc
     assert fleet.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and says in err[0], err
+
+
+def test_summary_files_and_index_links_reports(tmp_path):
+    from pipeline.fleet_drive import DriveRecord
+    from pipeline.fleet_summary import write_summary
+
+    _touch(tmp_path / "b" / "report.html", b"<html></html>")
+    records = [DriveRecord("b", "done", False, "/v/b.mp4", frames=100, fps=12.5, tracks=7).as_dict(),
+               DriveRecord("a", "failed", False, "/v/a.mp4", exit_code=1, error="a.mp4: <corrupt> & bad").as_dict(),
+               DriveRecord("c", "done", True, "/v/c.mp4", frames=9).as_dict()]
+    paths = write_summary(tmp_path, records, {"finished": 0})
+    assert [p.name for p in paths] == ["fleet.csv", "fleet.json", "index.html"]
+    rows = _rows(tmp_path)
+    assert list(rows) == ["a", "b", "c"] and list(rows["a"]) == DriveRecord.columns()
+    assert rows["b"]["report"] == "b/report.html" and rows["a"]["report"] == "" and rows["c"]["resumed"] == "True"
+    assert rows["a"]["error"] == "a.mp4: <corrupt> & bad" and rows["a"]["frames"] == ""
+    page = (tmp_path / "index.html").read_text()
+    assert page.count('<a href="b/report.html">') == 1 and 'href="a/report.html"' not in page
+    assert "&lt;corrupt&gt; &amp; bad" in page and "<corrupt>" not in page        # escaped
+    assert "done (earlier run)" in page and "1 failed" in page
+    assert json.loads((tmp_path / "fleet.json").read_text())["drives"][1]["tracks"] == 7
