@@ -214,17 +214,23 @@ def test_fleet_stops_cleanly_keeping_finished_drives(tmp_path, example_video, si
     assert "finished drives are kept" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("setup, address, says", [
-    ("no-ray", None, "pip install 'dashtrack[fleet]'"),
-    ("ray", "auto", "could not join the Ray cluster at auto"),
-], ids=["ray-not-installed", "no-cluster-at-address"])
-def test_ray_missing_or_unreachable_one_line_exit_2(tmp_path, capsys, monkeypatch, example_video, setup, address, says):
+@pytest.mark.parametrize("setup, extra, says", [
+    ("no-ray", [], "pip install 'dashtrack[fleet]'"),
+    ("ray", ["--address", "auto"], "could not join the Ray cluster at auto"),
+    ("ray", ["--", "--device", "cuda"], "cuda"),        # refused by the fleet (no GPU in Ray) or the single run
+], ids=["ray-not-installed", "no-cluster-at-address", "cuda-detector-no-gpu-in-cluster"])
+def test_ray_missing_or_unreachable_one_line_exit_2(tmp_path, capsys, monkeypatch, example_video, setup, extra, says):
     if setup == "no-ray":
         monkeypatch.setitem(sys.modules, "ray", None)           # import ray -> ImportError
     else:
         pytest.importorskip("ray", reason="the fleet needs Ray: pip install -e '.[fleet]'")
         monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    argv = [str(example_video), "--out", str(tmp_path / "o")] + (["--address", address] if address else [])
+    if "cuda" in extra:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is here: the local Ray has one")
+    argv = [str(example_video), "--out", str(tmp_path / "o"), *extra]
     assert fleet.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and says in err[0], err
