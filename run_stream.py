@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Detect and track objects in a dashcam stream, live or from a file: ``python run_stream.py``
-is the ``dashtrack`` command (pipeline/cli.py) run from a clone.
+is the ``dashtrack`` command (pipeline/command.py: pipeline/cli.py for one run, pipeline/fleet.py for
+``python run_stream.py fleet ...``) run from a clone.
 
     python run_stream.py --source examples/test_video.mp4
     python run_stream.py --source camera0
@@ -8,7 +9,8 @@ is the ``dashtrack`` command (pipeline/cli.py) run from a clone.
 """
 import sys
 
-from pipeline.cli import build_config, main, parse_args, parse_sets  # noqa: F401  (re-exported for tests and tools)
+from pipeline.cli import build_config, parse_args, parse_sets  # noqa: F401  (re-exported for tests and tools)
+from pipeline.command import main
 
 if __name__ == "__main__":
     sys.exit(main())

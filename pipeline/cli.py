@@ -5,7 +5,7 @@ dashcam stream, live or from a file.
     dashtrack --source camera0
     dashtrack --source drive.mp4 --no-show --save-video out.mp4 --save-json out.jsonl
     dashtrack --source drive.mp4 --conf 0.4 --classes car,person --imgsz 512 --device cpu
-    dashtrack fleet ...                      (many drives at once on Ray: pipeline/fleet.py)
+    dashtrack fleet ...                      (many drives at once on Ray: pipeline/fleet.py, via pipeline/command.py)
 """
 from __future__ import annotations
 
@@ -29,9 +29,6 @@ from .sources import SourceError
 from .stages import StageError
 from .startup import DEVICE_CHOICES, check_device, describe_run, parse_classes
 from .stats import format_table
-
-SUBCOMMANDS = ("fleet",)      # ``dashtrack fleet ...``: pipeline.fleet.main(argv)
-
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="dashtrack", description=__doc__, allow_abbrev=False,
@@ -137,8 +134,6 @@ def _sigterm(signum, frame):
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in SUBCOMMANDS:
-        return _subcommand(argv[0], argv[1:])
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm)
     runner = None
@@ -189,18 +184,6 @@ def _start_lines(cfg, runner, note: str | None) -> None:
             print(f"note: --realtime: {r.source.name} is live and runs at its own pace anyway", file=sys.stderr)
     detector = runner.shared if isinstance(runner, MultiRunner) else runner.detector
     print(describe_run(cfg, detector, runners[0].source), file=sys.stderr, flush=True)
-
-
-def _subcommand(name: str, argv: list[str]) -> int:
-    if name == "fleet":
-        try:
-            from .fleet import main as fleet_main
-        except ImportError as e:
-            print(f"error: dashtrack fleet is unavailable here ({e}); install the fleet extra: "
-                  "pip install '.[fleet]'", file=sys.stderr)
-            return 2
-        return fleet_main(argv)
-    raise AssertionError(name)
 
 
 def _reports(runner) -> list[dict]:

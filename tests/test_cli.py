@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -155,11 +154,12 @@ def test_realtime_paces_a_file(tmp_path):
 
 # -- the ``fleet`` subcommand is a dispatch ------------------------------------------------------------------
 def test_fleet_word_dispatches_to_pipeline_fleet(monkeypatch):
-    from pipeline import cli
+    from pipeline import command, fleet
 
+    assert command.SUBCOMMANDS["fleet"] is fleet.main
     seen = []
-    monkeypatch.setitem(sys.modules, "pipeline.fleet", types.SimpleNamespace(main=lambda argv: seen.append(argv) or 7))
-    assert cli.main(["fleet", "drives/", "--out", "o"]) == 7
+    monkeypatch.setitem(command.SUBCOMMANDS, "fleet", lambda argv: seen.append(argv) or 7)
+    assert command.main(["fleet", "drives/", "--out", "o"]) == 7
     assert seen == [["drives/", "--out", "o"]]
 
 
