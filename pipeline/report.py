@@ -27,7 +27,7 @@ from .records import Detections, Frame
 
 THUMBS = 3              # busiest frames kept
 THUMB_WIDTH = 480       # pixels
-THUMB_APART_S = 1.0     # kept thumbnails are at least this far apart in stream time
+THUMB_APART_S = 0.5     # kept thumbnails are at least this far apart in stream time
 
 
 @dataclass
@@ -45,7 +45,13 @@ class Thumb:
     boxes: int
     index: int
     timestamp: float
-    png: bytes
+    image: np.ndarray       # BGR, THUMB_WIDTH wide at most, boxes drawn
+
+    def png(self) -> bytes:
+        ok, buf = cv2.imencode(".png", self.image)
+        if not ok:
+            raise OutputError("--report: could not encode a thumbnail")
+        return buf.tobytes()
 
 
 @dataclass
@@ -132,15 +138,12 @@ class ReportData:
         self.thumbs = [k for k in self.thumbs if k not in drop] + [Thumb(n, frame.index, t, self._thumb(frame, dets))]
         self.thumbs.sort(key=lambda k: (-k.boxes, k.index))
 
-    def _thumb(self, frame: Frame, dets: Detections) -> bytes:
+    def _thumb(self, frame: Frame, dets: Detections) -> np.ndarray:
         img = draw_detections(frame.image.copy(), dets, self.class_names, self.ttc_warn_s)
         h, w = img.shape[:2]
         if w > THUMB_WIDTH:
             img = cv2.resize(img, (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), interpolation=cv2.INTER_AREA)
-        ok, buf = cv2.imencode(".png", img)
-        if not ok:
-            raise OutputError("--report: could not encode a thumbnail")
-        return buf.tobytes()
+        return img
 
 
 class ReportOutput:
@@ -206,6 +209,21 @@ table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:
 img{max-width:100%;margin:6px 0}.thumbs img{width:32%;margin-right:1%}.note{color:#666}"""
 
 
+def _ttc_events(data: ReportData) -> str:
+    """The in-path tracks whose time-to-contact fell below the warning, closest first."""
+    if not data.has_ttc:
+        return '<p class="note">No time-to-contact: the run had no tracker columns ttc_s / in_path.</p>'
+    events = sorted(((tid, s) for tid, s in data.tracks.items() if s.min_ttc_s < data.ttc_warn_s),
+                    key=lambda kv: kv[1].min_ttc_s)
+    out = [f"<p>{len(events)} in-path track(s) below the warning of {data.ttc_warn_s:g} s"
+           f"{' (the 20 closest)' if len(events) > 20 else ''}.</p>"]
+    rows = [(tid, data.name(s.class_id), f"{s.min_ttc_s:.1f}", f"{s.min_ttc_at_s - data.t[0]:.1f}")
+            for tid, s in events[:20]]
+    if rows:
+        out.append(_table(rows, ("track", "class", "lowest TTC (s)", "at stream time (s)")))
+    return "\n".join(out)
+
+
 def render_report(data: ReportData, report: dict, stage_samples: dict) -> str:
     """The page as a string: summary, plots (embedded PNG), health, TTC events, thumbnails."""
     from . import report_plots as plots
@@ -229,18 +247,11 @@ def render_report(data: ReportData, report: dict, stage_samples: dict) -> str:
                 ("Latency", plots.latency(data, stage_samples)),
                 ("Drops and gaps", plots.drops_and_gaps(data, report.get("gaps") or []))]
     for head, png in sections:
+        parts.append(f"<h2>{html.escape(head)}</h2>")
         if png is not None:
-            parts += [f"<h2>{html.escape(head)}</h2>", _img(png, head)]
-    if not data.has_ttc:
-        parts.append('<p class="note">No time-to-contact: the run had no tracker columns ttc_s / in_path.</p>')
-    else:
-        events = sorted((s for s in data.tracks.values() if s.min_ttc_s < data.ttc_warn_s), key=lambda s: s.min_ttc_s)
-        ids = {id(s): tid for tid, s in data.tracks.items()}
-        rows = [(ids[id(s)], data.name(s.class_id), f"{s.min_ttc_s:.1f}", f"{s.min_ttc_at_s:.1f}") for s in events[:20]]
-        parts.append(f"<p>{len(events)} in-path track(s) below the warning of {data.ttc_warn_s:g} s"
-                     f"{' (the 20 closest)' if len(events) > 20 else ''}.</p>")
-        if rows:
-            parts.append(_table(rows, ("track", "class", "lowest TTC s", "at s")))
+            parts.append(_img(png, head))
+        if head.startswith("Time to contact"):
+            parts.append(_ttc_events(data))
     health = report.get("tracking")
     parts.append("<h2>Tracker health</h2>")
     parts.append(_table([(k, v) for k, v in health.items()]) if health
@@ -248,7 +259,7 @@ def render_report(data: ReportData, report: dict, stage_samples: dict) -> str:
     parts.append("<h2>Busiest frames</h2>")
     if data.thumbs:
         parts.append('<div class="thumbs">' + "".join(
-            _img(k.png, f"frame {k.index}: {k.boxes} boxes") for k in data.thumbs) + "</div>")
+            _img(k.png(), f"frame {k.index}: {k.boxes} boxes") for k in data.thumbs) + "</div>")
         parts.append("<p>" + "; ".join(f"frame {k.index} at {k.timestamp:.1f} s: {k.boxes} boxes"
                                       for k in data.thumbs) + "</p>")
     else:

@@ -73,6 +73,7 @@ def track_lifetimes(data) -> bytes:
     if names:
         ax.legend(fontsize=8, loc="upper left")
     ax.set_xlabel("stream time (s)")
+    ax.yaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("track" + (f" ({MAX_TRACKS} longest of {len(spans)})" if len(spans) > MAX_TRACKS else ""))
     life = np.array([s.last_s - s.first_s for _, s in spans])
     if len(life):
@@ -92,6 +93,8 @@ def ttc_events(data) -> bytes:
     ax.scatter(tb[ok & ~warn], yb[ok & ~warn], s=6, color="C0", label="lowest in-path TTC")
     ax.scatter(tb[ok & warn], yb[ok & warn], s=10, color="red", label=f"below {data.ttc_warn_s:g} s")
     ax.axhline(data.ttc_warn_s, color="red", lw=0.8, ls="--")
+    if not ok.any():
+        ax.set_title("no in-path track with a known time to contact", fontsize=9)
     ax.set_xlim(0, max(float(t[-1]) if len(t) else 1.0, 1e-3))
     ax.set_ylim(0, max(10.0, data.ttc_warn_s * 2))
     ax.set_xlabel("stream time (s)")
@@ -138,6 +141,8 @@ def drops_and_gaps(data, gaps: list) -> bytes:
         ax.axvspan(at, at + float(g.get("seconds", 0.0)), color="orange", alpha=0.4)
     if not data.skipped and not gaps:
         ax.set_title("no dropped frames, no reconnect gaps", fontsize=9)
+    ax.ticklabel_format(axis="y", useOffset=False)
+    ax.set_ylim(0, max(float(np.max(np.diff(t))) * 1300.0 if len(t) > 1 else 1.0, 1.0))
     ax.set_xlabel("stream time (s)")
     ax.set_ylabel("ms between frames")
     return _png(fig)

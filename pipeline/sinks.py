@@ -199,9 +199,10 @@ class StatsJsonOutput:
             write_stats_json(self.path, json.dumps(report, indent=2) + "\n")
 
 
-# The outputs the runner builds from the config, in write order. The preview feed comes
-# last: it stamps the output time of the frames the window shows.
-OUTPUT_TYPES: tuple[type, ...] = (VideoOutput, JsonlOutput, MotOutput, StatsJsonOutput, ReportOutput, PreviewFeed)
+# The outputs the runner builds from the config, in open and write order. Those written at the
+# end only probe their target at open and come first, so a refused target leaves no file behind;
+# the preview feed comes last: it stamps the output time of the frames the window shows.
+OUTPUT_TYPES: tuple[type, ...] = (StatsJsonOutput, ReportOutput, VideoOutput, JsonlOutput, MotOutput, PreviewFeed)
 
 
 def build_outputs(run: RunInfo, extra: list[Output] | tuple[Output, ...] = ()) -> list[Output]:
