@@ -5,13 +5,20 @@ no script).
 track, the three busiest frames' thumbnails), so memory stays small on long drives. At the end
 ``write_report(path, data, report)`` renders the plots (``pipeline/report_plots.py``, matplotlib
 imported only there, only then) and writes the page. ``ReportOutput`` is the run's sink
-(``pipeline/sinks.py``); another caller (the fleet) sets ``output.report`` per drive, or feeds a
-``ReportData`` itself and calls ``write_report``.
+(``pipeline/sinks.py``). Other callers (the fleet):
+
+- a drive run by ``Runner``: set ``output.report`` in its config (``--set output.report=DIR/drive/report.html``
+  or ``dataclasses.replace(cfg.output, report=...)``); the runner writes it at the end, as ``--report``;
+- a run that is over: ``report_from_outputs(html, jsonl, stats_json, source)`` rebuilds the page from
+  the run's ``--save-json`` and ``--stats-json`` files (and the source, for the thumbnails);
+- a loop of one's own: ``ReportData.add(frame, detections)`` per frame, then ``write_report(path, data, report)``.
 """
 from __future__ import annotations
 
 import base64
 import html
+import importlib.util
+import json
 import os
 import time
 from array import array
@@ -24,6 +31,7 @@ import numpy as np
 from .drawing import draw_detections
 from .outputs import OutputError, probe_stats_json
 from .records import Detections, Frame
+from .sources import open_source
 
 THUMBS = 3              # busiest frames kept
 THUMB_WIDTH = 480       # pixels
@@ -45,7 +53,8 @@ class Thumb:
     boxes: int
     index: int
     timestamp: float
-    image: np.ndarray       # BGR, THUMB_WIDTH wide at most, boxes drawn
+    image: np.ndarray | None    # BGR, THUMB_WIDTH wide at most, boxes drawn (None: not drawn yet)
+    dets: Detections | None = None   # kept only while the image is not drawn
 
     def png(self) -> bytes:
         ok, buf = cv2.imencode(".png", self.image)
@@ -69,6 +78,7 @@ class ReportData:
     tracks: dict = field(default_factory=dict)                      # track id -> TrackSpan
     thumbs: list = field(default_factory=list)                      # up to THUMBS ``Thumb``
     has_ttc: bool = False
+    draw_thumbs: bool = True      # False: frames carry no image (rebuilt from files); ``draw_thumbnails`` later
     _last_index: int = -1
 
     @property
@@ -135,8 +145,20 @@ class ReportData:
             if n <= low.boxes:
                 return
             drop = [low]
-        self.thumbs = [k for k in self.thumbs if k not in drop] + [Thumb(n, frame.index, t, self._thumb(frame, dets))]
+        thumb = (Thumb(n, frame.index, t, self._thumb(frame, dets)) if self.draw_thumbs
+                 else Thumb(n, frame.index, t, None, dets))
+        self.thumbs = [k for k in self.thumbs if k not in drop] + [thumb]
         self.thumbs.sort(key=lambda k: (-k.boxes, k.index))
+
+    def draw_thumbnails(self, frames) -> None:
+        """Draw the kept thumbnails not drawn yet from ``frames`` (the run's source again, in order)."""
+        todo = {k.index: k for k in self.thumbs if k.image is None}
+        for frame in frames:
+            k = todo.pop(frame.index, None)
+            if k is not None:
+                k.image, k.dets = self._thumb(frame, k.dets), None
+            if not todo:
+                break
 
     def _thumb(self, frame: Frame, dets: Detections) -> np.ndarray:
         img = draw_detections(frame.image.copy(), dets, self.class_names, self.ttc_warn_s)
@@ -162,6 +184,8 @@ class ReportOutput:
         return cls(path, run.class_names, source=run.source, ttc_warn_s=run.cfg.output.ttc_warn_s, stats=run.stats)
 
     def open(self) -> None:
+        if importlib.util.find_spec("matplotlib") is None:
+            raise OutputError(f"--report {self.path}: the plots need matplotlib; pip install matplotlib")
         probe_stats_json(self.path, "--report")
 
     def write(self, frame: Frame, detections: Detections, drawn) -> None:
@@ -257,12 +281,76 @@ def render_report(data: ReportData, report: dict, stage_samples: dict) -> str:
     parts.append(_table([(k, v) for k, v in health.items()]) if health
                  else '<p class="note">No tracker ran (--no-track).</p>')
     parts.append("<h2>Busiest frames</h2>")
+    drawn = [k for k in data.thumbs if k.image is not None]
+    if len(drawn) < len(data.thumbs):
+        parts.append('<p class="note">Thumbnails need the frames: give the source to draw them.</p>')
     if data.thumbs:
         parts.append('<div class="thumbs">' + "".join(
-            _img(k.png(), f"frame {k.index}: {k.boxes} boxes") for k in data.thumbs) + "</div>")
+            _img(k.png(), f"frame {k.index}: {k.boxes} boxes") for k in drawn) + "</div>")
         parts.append("<p>" + "; ".join(f"frame {k.index} at {k.timestamp:.1f} s: {k.boxes} boxes"
                                       for k in data.thumbs) + "</p>")
     else:
         parts.append('<p class="note">No frame had a box.</p>')
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _row_dets(row: dict, names: dict[int, str]) -> Detections:
+    """One JSONL line's boxes (``--save-json``) as ``Detections``, with ttc_s / in_path when written."""
+    boxes = row["boxes"]
+    for b in boxes:
+        names.setdefault(int(b["class_id"]), str(b["class"]))
+    tracked = bool(boxes) and all(b.get("track_id") is not None for b in boxes)
+    cols = {}
+    if boxes and "ttc_s" in boxes[0] and "in_path" in boxes[0]:
+        cols = {"ttc_s": np.array([np.nan if b["ttc_s"] is None else b["ttc_s"] for b in boxes], np.float64),
+                "in_path": np.array([bool(b["in_path"]) for b in boxes])}
+    return Detections(np.array([b["xyxy"] for b in boxes], np.float32).reshape(-1, 4),
+                      np.array([b["score"] for b in boxes], np.float32), np.array([b["class_id"] for b in boxes]),
+                      np.array([b["track_id"] for b in boxes]) if tracked else None,
+                      np.array([b["coasted"] for b in boxes], bool) if tracked else None, cols or None)
+
+
+def report_from_outputs(html_path: str, jsonl_path: str, stats_json_path: str | None = None,
+                        source: str | None = None, ttc_warn_s: float = 2.0) -> ReportData:
+    """The page of a run that is over, rebuilt from its ``--save-json`` lines (read as a stream), its
+    ``--stats-json`` report (summary, health, drops; without it, counts from the lines) and, for the
+    thumbnails, its source decoded again up to the last busiest frame. Returns the data it drew."""
+    names: dict[int, str] = {}
+
+    def rows():
+        try:
+            with open(jsonl_path, encoding="utf-8") as f:
+                for n, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            yield json.loads(line)
+                        except json.JSONDecodeError:
+                            raise OutputError(f"--report: {jsonl_path} line {n} is not JSON; "
+                                              "give the run's --save-json file") from None
+        except OSError as e:
+            raise OutputError(f"--report: cannot read {jsonl_path} ({e.strerror})") from None
+
+    for row in rows():                        # pass 1: the class names the lines use
+        _row_dets(row, names)
+    class_names = tuple(names.get(i, str(i)) for i in range(max(names, default=-1) + 1))
+    data = ReportData(class_names, ttc_warn_s, draw_thumbs=False)
+    empty = np.zeros((1, 1, 3), np.uint8)
+    for row in rows():                        # pass 2: the per-frame aggregates
+        data.add(Frame(empty, int(row["index"]), float(row["timestamp"]), str(row.get("source", ""))),
+                 _row_dets(row, names))
+    report: dict = {"frames_out": data.frames, "frames_in": data.frames}
+    if stats_json_path:
+        try:
+            report = json.loads(Path(stats_json_path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise OutputError(f"--report: cannot read {stats_json_path} ({e})") from None
+    if source is not None and data.thumbs:
+        src = open_source(source)
+        try:
+            data.draw_thumbnails(src)
+        finally:
+            src.close()
+    data.source = report.get("source") or (source or "")
+    write_report(html_path, data, report, {})
+    return data

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.outputs import OutputError
 from pipeline.records import Detections, Frame
-from pipeline.report import THUMBS, ReportData, write_report
+from pipeline.report import THUMBS, ReportData, report_from_outputs, write_report
 from test_reliability import VIDEO, cli
 
 pytestmark = pytest.mark.timeout(180)
@@ -130,7 +130,7 @@ def test_the_harness_sees_console_errors_and_broken_images(tmp_path):
 
 def test_report_of_a_real_run_loads_in_headless_chromium(tmp_path):
     _chromium()
-    proc = cli("--source", VIDEO, "--report", "r.html", "--save-json", "o.jsonl", cwd=tmp_path)
+    proc = cli("--source", VIDEO, "--report", "r.html", "--save-json", "o.jsonl", "--stats-json", "s.json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     page = (tmp_path / "r.html").read_text()
     images = _images(page)
@@ -145,3 +145,33 @@ def test_report_of_a_real_run_loads_in_headless_chromium(tmp_path):
     assert shot is not None and shot.shape[0] >= 2000
     ink = np.mean(shot.min(axis=2) < 200)             # share of pixels that are not page white
     assert ink > 0.01 and shot.std() > 10, (ink, shot.std())   # blank: 0 and 0; this page: about 0.04 and 30
+
+
+def _busiest_line(page: str) -> str:
+    return re.search(r"<p>(frame \d+ at [^<]*)</p>", page).group(1)
+
+
+def test_a_finished_run_is_reported_again_from_its_files(tmp_path):
+    """The fleet's other way: the page rebuilt from --save-json / --stats-json and the source."""
+    proc = cli("--source", VIDEO, "--report", "live.html", "--save-json", "o.jsonl", "--stats-json", "s.json",
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    data = report_from_outputs(str(tmp_path / "again.html"), str(tmp_path / "o.jsonl"), str(tmp_path / "s.json"),
+                               str(VIDEO))
+    live, again = (tmp_path / "live.html").read_text(), (tmp_path / "again.html").read_text()
+    assert _busiest_line(live) == _busiest_line(again) and data.frames == 38
+    assert len(_images(again)) == 5 + THUMBS
+    for key in ("<td>tracks</td><td>", "<td>stopped</td><td>"):
+        assert live.split(key)[1].split("<")[0] == again.split(key)[1].split("<")[0]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json\n", "o.jsonl line 1 is not JSON"),
+    (None, "cannot read"),
+], ids=["not_jsonl", "missing"])
+def test_reporting_from_bad_files_is_one_line(tmp_path, content, message):
+    jl = tmp_path / "o.jsonl"
+    if content is not None:
+        jl.write_text(content)
+    with pytest.raises(OutputError, match=message):
+        report_from_outputs(str(tmp_path / "r.html"), str(jl))
