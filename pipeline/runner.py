@@ -116,14 +116,20 @@ class Runner:
         self.chain.output.put(item)
 
     def _close_outputs(self, report: dict | None = None) -> list[Exception]:
-        """Close every output (each once, the others even when one fails); their errors."""
+        """Close every output once, in the reverse of their opening (the per-frame files before the
+        report's slower rendering), the others even when one fails or Ctrl-C comes; their errors."""
         errors: list[Exception] = []
+        interrupt: BaseException | None = None
         outputs, self.outputs = self.outputs, []
-        for o in outputs:
+        for o in reversed(outputs):
             try:
                 o.close(report)
             except Exception as e:
                 errors.append(e if isinstance(e, OutputError) else StageError("output", e))
+            except KeyboardInterrupt as e:
+                interrupt = interrupt or e
+        if interrupt is not None:
+            raise interrupt
         return errors
 
     def _build_stages(self) -> list[StageSpec]:
