@@ -86,6 +86,20 @@ def test_the_page_is_self_contained_and_every_image_decodes(tmp_path):
     assert "in-path track(s) below the warning of 2 s" in page and "<td>4</td>" in page
 
 
+@pytest.mark.parametrize("frames, boxes, ttc", [(0, 0, None), (1, 0, 3.0), (5, 2, float("nan"))],
+                         ids=["no_frame", "one_empty_frame", "ttc_never_known"])
+def test_a_run_with_little_in_it_still_gives_a_page(tmp_path, frames, boxes, ttc):
+    data = ReportData(NAMES)
+    for i in range(frames):
+        data.add(_frame(i), _dets(boxes, ttc=ttc))
+    path = tmp_path / "r.html"
+    write_report(str(path), data, {"frames_out": frames, "stop_reason": "error" if not frames else "end of input"})
+    page = path.read_text()
+    plots = 5 if data.has_ttc else 4
+    assert len(_images(page)) == plots + len(data.thumbs) and all(im is not None for im in _images(page))
+    assert ("No frame had a box." in page) == (boxes == 0)
+
+
 def test_a_report_that_cannot_be_written_is_one_line(tmp_path):
     with pytest.raises(OutputError, match=r"--report .*/nope/r.html: cannot write .*the other outputs are complete"):
         write_report(str(tmp_path / "nope" / "r.html"), ReportData(NAMES), {"frames_out": 0})
