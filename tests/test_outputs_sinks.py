@@ -19,7 +19,7 @@ from pipeline.outputs import JsonlWriter, OutputError
 from pipeline.records import Detections, Frame
 from pipeline.runner import Runner
 from pipeline.stages import StageError
-from test_reliability import MODEL, VIDEO, cli, config, one_error_line
+from test_reliability import VIDEO, cli, config, one_error_line
 
 pytestmark = pytest.mark.timeout(180)
 FRAMES = 38                                  # examples/test_video.mp4
