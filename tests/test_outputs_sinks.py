@@ -207,3 +207,12 @@ def test_the_report_may_not_overwrite_the_input(tmp_path):
     clip.write_bytes(VIDEO.read_bytes())
     with pytest.raises(ConfigError, match="--report .*drive.html is the input"):
         Runner(config(**{"output.report": str(clip)}), str(clip))
+
+
+def test_several_sources_get_one_report_each():
+    from pipeline.multi import per_source_config
+
+    cfg = config(**{"output.report": "run/r.html", "output.save_json": "run/o.jsonl"})
+    outs = [per_source_config(cfg, i, 2, "x.mp4").output for i in range(2)]
+    assert [o.report for o in outs] == ["run/r_0.html", "run/r_1.html"]
+    assert per_source_config(cfg, 0, 1, "x.mp4").output.report == "run/r.html"
