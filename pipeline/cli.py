@@ -51,6 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--save-json", metavar="OUT.jsonl", help="write one JSON line per frame")
     p.add_argument("--save-mot", metavar="OUT.txt", help="write tracks in MOTChallenge format")
     p.add_argument("--stats-json", metavar="OUT.json", help="write the timing report as JSON")
+    p.add_argument("--report", metavar="OUT.html", help="write a self-contained HTML report with plots")
     p.add_argument("--fps", type=float, help="frame rate for image folders")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
     p.add_argument("--loop", type=int, metavar="N",
@@ -84,6 +85,7 @@ def build_config(args: argparse.Namespace):
         "output.save_json": args.save_json,
         "output.save_mot": args.save_mot,
         "output.stats_json": args.stats_json,
+        "output.report": args.report,
         "output.show": "no" if args.no_show else ("yes" if args.show else None),
         "source.fps": args.fps,
         "source.max_frames": args.max_frames,
@@ -163,7 +165,7 @@ def main(argv=None) -> int:
         if not args.quiet:
             print(format_table(report), file=sys.stderr)
         out = r.cfg.output
-        outputs = [p for p in (out.save_video, out.save_json, out.save_mot, out.stats_json) if p]
+        outputs = [p for _, p in out.files() if p]
         print(f"{report['source']}: {report['frames_out']} frames, {report['fps']:.1f} FPS, stopped: "
               f"{report['stop_reason']}" + (f"; wrote {', '.join(outputs)}" if outputs else ""), file=sys.stderr)
     if runner.interrupted:

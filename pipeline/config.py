@@ -205,6 +205,7 @@ class OutputConfig:
     save_json: str | None = None
     save_mot: str | None = None
     stats_json: str | None = None
+    report: str | None = None       # a self-contained HTML report of the run (pipeline/report.py)
     video_codec: str = "libx264"
     # Encoder settings chosen by bench/bench_encoder.py on a 2-core CPU (BENCHMARKS.md):
     # superfast + zerolatency + OpenCV's colour conversion + 1 thread costs about a
@@ -228,9 +229,10 @@ class OutputConfig:
         if self.save_video and Path(self.save_video).suffix.lower() not in VIDEO_CONTAINERS:
             raise ConfigError(f"--save-video {self.save_video}: unknown container "
                               f"{Path(self.save_video).suffix or '(no extension)'}; use one of {', '.join(VIDEO_CONTAINERS)}")
+        if self.report and Path(self.report).suffix.lower() not in (".html", ".htm"):
+            raise ConfigError(f"--report {self.report}: the report is an HTML page; give a file name ending in .html")
         seen: dict[str, str] = {}
-        for flag, path in (("--save-video", self.save_video), ("--save-json", self.save_json),
-                           ("--save-mot", self.save_mot), ("--stats-json", self.stats_json)):
+        for flag, path in self.files():
             if not path:
                 continue
             key = os.path.realpath(path)
@@ -239,6 +241,11 @@ class OutputConfig:
             seen[key] = flag
         _positive("output.trail_seconds", self.trail_seconds)
         _positive("output.ttc_warn_s", self.ttc_warn_s)
+
+    def files(self) -> list[tuple[str, str | None]]:
+        """Every file output as (flag, path or None), in the order they are reported."""
+        return [("--save-video", self.save_video), ("--save-json", self.save_json), ("--save-mot", self.save_mot),
+                ("--stats-json", self.stats_json), ("--report", self.report)]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@
 
 Each drive runs the same headless single run as ``python run_stream.py --source DRIVE --no-show``
 (options after ``--`` go to every drive's run) and writes ``DIR/<drive>/``: tracks.jsonl,
-tracks_mot.txt, stats.json, run.log (its stderr), video.mp4 with --save-video, and done.json last.
+tracks_mot.txt, stats.json, report.html (plots: pipeline/report.py), run.log (its stderr), video.mp4 with --save-video, and done.json last.
 ``DIR/fleet.csv``, ``DIR/fleet.json`` and ``DIR/index.html`` summarise the drives. A re-run skips
 drives whose done.json matches the input's size and mtime (``--force`` re-runs them); a failing drive
 is recorded with its one-line error and the others finish; Ctrl-C stops cleanly, keeping finished drives.

@@ -36,7 +36,8 @@ def single_run_cli():
 def drive_argv(source: Path, folder: Path, options: list[str], save_video: bool) -> list[str]:
     """The single-run arguments of one drive: the fleet's pass-through options, then its outputs."""
     argv = [*options, "--source", str(source), "--no-show", "--quiet",
-            "--save-json", str(folder / JSONL), "--save-mot", str(folder / MOT), "--stats-json", str(folder / STATS)]
+            "--save-json", str(folder / JSONL), "--save-mot", str(folder / MOT), "--stats-json", str(folder / STATS),
+            "--report", str(folder / REPORT)]
     if save_video:
         argv += ["--save-video", str(folder / VIDEO)]
     return argv

@@ -89,7 +89,6 @@ def _run(ray, drives, out, options, args, cfg, startup_s):
     for d in drives:
         clear_marker(out / d.name)
         argv = drive_argv(d.path, out / d.name, options, args.save_video)
-        # argv += ["--report", str(out / d.name / REPORT)]   # w18report's per-drive report, once merged
         ref = task.remote(d.name, str(d.path), str((out / d.name).resolve()), argv, cfg.output.ttc_warn_s)
         pending[ref] = d
     records: list[dict] = []

@@ -35,6 +35,7 @@ def per_source_config(cfg: AppConfig, index: int, count: int, spec: str) -> AppC
         save_json=per_source_path(out.save_json, index, count),
         save_mot=per_source_path(out.save_mot, index, count),
         stats_json=per_source_path(out.stats_json, index, count),
+        report=per_source_path(out.report, index, count),
         window_name=out.window_name if count == 1 else f"{out.window_name} [{index}] {spec}",
     ))
 

@@ -98,10 +98,10 @@ def write_stats_json(path: str, text: str) -> None:
         raise OutputError(f"--stats-json {path}: cannot write ({e.strerror}); the other outputs are complete") from None
 
 
-def probe_stats_json(path: str) -> None:
+def probe_stats_json(path: str, what: str = "--stats-json") -> None:
     """Checked before the run (the report is written at its end): a folder, a missing folder,
     no permission or a device that takes nothing (/dev/full) is reported up front."""
-    p = _check_target(path, "--stats-json")
+    p = _check_target(path, what)
     try:
         if p.exists() and not p.is_file():          # a device: try one byte
             with open(p, "wb", buffering=0) as f:
@@ -113,7 +113,7 @@ def probe_stats_json(path: str) -> None:
             if not existed:
                 p.unlink()
     except OSError as e:
-        raise OutputError(f"--stats-json {path}: cannot write ({e.strerror})") from None
+        raise OutputError(f"{what} {path}: cannot write ({e.strerror})") from None
 
 
 # -- drawing ---------------------------------------------------------------------
@@ -228,9 +228,11 @@ def _json_value(v):
 class JsonlWriter:
     """One JSON object per frame and line: index, timestamp, boxes.
 
-    A box's ``class`` is the track's (voted) class after a tracker; ``det_class``
-    (and ``det_class_id``) is the class the detector gave the box this frame,
-    null on coasted boxes; both keys only where a tracker ran.
+    A box's ``class`` is the track's (voted) class after a tracker. Every extra column of
+    ``Detections.columns`` is written under its name (NaN as null); an integer column named
+    ``*_class`` is a class id, written as ``<name>_id`` and ``<name>`` (the class name), null
+    for -1: the tracker's ``det_class`` is the class the detector gave the box this frame,
+    null on coasted boxes.
     """
 
     def __init__(self, path: str, class_names: Sequence[str]):
@@ -251,11 +253,9 @@ class JsonlWriter:
                 "track_id": int(dets.track_id[i]) if dets.track_id is not None else None,
                 "coasted": bool(dets.coasted[i]) if dets.coasted is not None else False,
             }
-            for name, col in (dets.columns or {}).items():     # extra columns (det_class, ttc_s, in_path, ...)
-                if name == "det_class":     # after a tracker: this frame's detector class (null: coasted)
-                    dc = int(col[i])
-                    box["det_class_id"] = dc if dc >= 0 else None
-                    box["det_class"] = (self.class_names[dc] if dc < len(self.class_names) else str(dc)) if dc >= 0 else None
+            for name, col in (dets.columns or {}).items():     # every extra column (det_class, ttc_s, in_path, ...)
+                if name.endswith("_class") and col.dtype.kind in "iu":
+                    self._class_column(box, name, int(col[i]))
                 else:
                     box[name] = _json_value(col[i])
             boxes.append(box)
@@ -264,6 +264,12 @@ class JsonlWriter:
         with self._lock:
             if self._f is not None:
                 self._f.write(line + "\n")   # whole lines reach the file, or none of a line
+
+    def _class_column(self, box: dict, name: str, cid: int) -> None:
+        """An integer column named ``*_class`` holds class ids (-1: none): written as ``<name>_id``
+        and ``<name>`` (the class name), both null for -1 (e.g. the tracker's ``det_class``)."""
+        box[f"{name}_id"] = cid if cid >= 0 else None
+        box[name] = (self.class_names[cid] if cid < len(self.class_names) else str(cid)) if cid >= 0 else None
 
     def close(self) -> None:
         with self._lock:

@@ -9,7 +9,6 @@ joined and every writer closed.
 from __future__ import annotations
 
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,11 +21,11 @@ from .detector_stages import batched_stages, crop_stages, frame_stages
 from .display import Preview, display_available
 from .onnx_detector import build_detector
 from .drawing import draw_detections, draw_hud, track_color
-from .outputs import (JsonlWriter, MotWriter, OutputError, VideoWriter, probe_stats_json, refuse_overwriting_inputs,
-                      write_stats_json)
+from .outputs import OutputError, refuse_overwriting_inputs
 from .records import Packet
 from .sources import Source, open_source
-from .stages import END, Chain, StageSpec
+from .sinks import Drawn, Output, RunInfo, build_outputs, check_output
+from .stages import END, Chain, StageError, StageSpec
 from .stats import Stats
 from .trails import Trails
 
@@ -50,21 +49,20 @@ def interrupt_reason(e: BaseException) -> str:
 
 
 def output_flags(cfg: AppConfig) -> list[tuple[str, str | None]]:
-    out = cfg.output
-    return [("--save-video", out.save_video), ("--save-json", out.save_json), ("--save-mot", out.save_mot),
-            ("--stats-json", out.stats_json)]
+    return cfg.output.files()
 
 
 class Runner:
     def __init__(self, cfg: AppConfig, source: str | Source, *, detector: Detector | None = None,
-                 tracker: Any = None, log=sys.stderr):
+                 tracker: Any = None, outputs: tuple[Output, ...] | list[Output] = (), log=sys.stderr):
+        """``outputs``: sinks of the caller's (``pipeline.sinks.Output``), written after the configured ones."""
         self.cfg = cfg
         self.log = log
         self.stats = Stats()
         if isinstance(source, str):
             refuse_overwriting_inputs(output_flags(cfg), [source])
         self.source = open_source(source, cfg.source) if isinstance(source, str) else source
-        self.writers: list = []
+        self.outputs: list[Output] = []
         self.preview: Preview | None = None
         self.interrupted = False
         self.stop_reason = "end of input"
@@ -73,7 +71,8 @@ class Runner:
         try:
             self.detector = detector if detector is not None else build_detector(cfg.detector)
             self.tracker = tracker if tracker is not None else build_tracker(cfg, self.detector.class_names)
-            self._open_outputs()
+            self.show = self._want_window()
+            self._open_outputs([check_output(o) for o in outputs])
         except BaseException:
             self._close_outputs()
             self.source.close()
@@ -84,7 +83,6 @@ class Runner:
         self.policy = policy
         # Frames of a file are batched; a live source runs frame by frame (latency).
         self.batch_size = cfg.detector.batch if policy == "block" else 1
-        self.show = self._want_window()
         self.health = None
         if self.tracker is not None:
             from trackers.health import TrackHealth
@@ -106,33 +104,33 @@ class Runner:
             return False
         return True
 
-    def _open_outputs(self) -> None:
-        out = self.cfg.output
-        names = self.detector.class_names
-        self.video = self.jsonl = self.mot = None
-        if out.stats_json:
-            probe_stats_json(out.stats_json)
-        if out.save_video:
-            self.video = VideoWriter(out.save_video, fps_hint=self.source.fps, codec=out.video_codec,
-                                     preset=out.video_preset, crf=out.video_crf, threads=out.video_threads,
-                                     tune=out.video_tune, convert=out.video_convert)
-            self.writers.append(self.video)
-        if out.save_json:
-            self.jsonl = JsonlWriter(out.save_json, names)
-            self.writers.append(self.jsonl)
-        if out.save_mot:
-            self.mot = MotWriter(out.save_mot)
-            self.writers.append(self.mot)
+    def _open_outputs(self, extra: list[Output]) -> None:
+        run = RunInfo(cfg=self.cfg, source=self.source.name, fps=self.source.fps,
+                      class_names=tuple(self.detector.class_names), stats=self.stats, show=self.show,
+                      to_main=self._to_main)
+        for o in build_outputs(run, extra):
+            o.open()
+            self.outputs.append(o)     # opened ones only: closed on every path
 
-    def _close_outputs(self) -> None:
-        errors = []
-        for w in self.writers:
+    def _to_main(self, item: Any) -> None:
+        self.chain.output.put(item)
+
+    def _close_outputs(self, report: dict | None = None) -> list[Exception]:
+        """Close every output once, in the reverse of their opening (the per-frame files before the
+        report's slower rendering), the others even when one fails or Ctrl-C comes; their errors."""
+        errors: list[Exception] = []
+        interrupt: BaseException | None = None
+        outputs, self.outputs = self.outputs, []
+        for o in reversed(outputs):
             try:
-                w.close()
-            except Exception as e:   # keep closing the others; report the first
-                errors.append(e)
-        if errors:
-            raise errors[0]
+                o.close(report)
+            except Exception as e:
+                errors.append(e if isinstance(e, OutputError) else StageError("output", e))
+            except KeyboardInterrupt as e:
+                interrupt = interrupt or e
+        if interrupt is not None:
+            raise interrupt
+        return errors
 
     def _build_stages(self) -> list[StageSpec]:
         det = self.detector
@@ -164,27 +162,23 @@ class Runner:
                 return dataclasses.replace(p, detections=tracked)
 
             stages.append(StageSpec("track", track))
-        stages.append(StageSpec("output", self._output, close=self._close_outputs))
+        stages.append(StageSpec("output", self._output))
         return stages
 
-    def _output(self, p: Packet) -> Any:
+    def _output(self, p: Packet) -> None:
         frame, dets = p.frame, p.detections
-        annotated = None
         if self.trails is not None:
             self.trails.update(dets, frame.timestamp)
-        if self.video is not None or self.show:
-            annotated = frame.image.copy()
-            if self.trails is not None:
-                self.trails.draw(annotated, track_color)
-            annotated = draw_detections(annotated, dets, self.detector.class_names, self.cfg.output.ttc_warn_s)
-        if self.video is not None:
-            self.video.write(annotated, frame.timestamp)
-        if self.jsonl is not None:
-            self.jsonl.write(frame, dets)
-        if self.mot is not None:
-            self.mot.write(frame, dets)
-        output_at = self.stats.output(frame.captured_at)
-        return (annotated, frame.captured_at, output_at) if self.show else None
+        drawn = Drawn(lambda: self._annotate(frame, dets))
+        for o in self.outputs:
+            o.write(frame, dets, drawn)
+        self.stats.output(frame.captured_at)
+
+    def _annotate(self, frame, dets):
+        annotated = frame.image.copy()
+        if self.trails is not None:
+            self.trails.draw(annotated, track_color)
+        return draw_detections(annotated, dets, self.detector.class_names, self.cfg.output.ttc_warn_s)
 
     # -- run -----------------------------------------------------------------------
     def run(self) -> dict:
@@ -283,7 +277,9 @@ class Runner:
         stuck = chain.join(pcfg.join_timeout_s)
         self.stats.finish()
         try:
-            self._close_outputs()
+            report = self._report(chain)
+            self.report = report
+            errors = self._close_outputs(report)
         finally:
             if self.preview is not None:
                 self.preview.close()
@@ -293,6 +289,15 @@ class Runner:
                 self.progress = None
         if stuck:
             print(f"warning: threads still running after {pcfg.join_timeout_s:.0f} s: {', '.join(stuck)}", file=self.log)
+        if chain.error is not None:
+            for e in errors:                  # the run's own error is the one to report
+                print(f"warning: {e}", file=self.log)
+            raise chain.error
+        if errors:
+            raise errors[0]
+        return report
+
+    def _report(self, chain: Chain) -> dict:
         in_flight = self.stats.frames_in - self.stats.frames_out - self.stats.dropped
         if in_flight > 0:                 # read but never output: stopped inside the chain (quit, error)
             self.stats.drop("in flight at stop", in_flight)
@@ -308,28 +313,7 @@ class Runner:
         report["warnings"] = list(getattr(self.source, "warnings", []))
         if self.health is not None:
             report["tracking"] = self.health.report(getattr(self.tracker, "stats", None))
-        self.report = report
-        if self.stats.frames_out == 0 and chain.error is not None:
-            self._remove_empty_outputs()      # nothing was produced: leave no empty files behind
-        if self.cfg.output.stats_json:
-            try:
-                write_stats_json(self.cfg.output.stats_json, json.dumps(report, indent=2) + "\n")
-            except OutputError as e:
-                if chain.error is None:
-                    raise
-                print(f"warning: {e}", file=self.log)    # the run's own error is the one to report
-        if chain.error is not None:
-            raise chain.error
         return report
-
-    def _remove_empty_outputs(self) -> None:
-        for w in self.writers:
-            try:
-                p = Path(w.path)
-                if p.is_file():
-                    p.unlink()
-            except OSError:
-                pass
 
     def _progress(self):
         if self.source.live or not self.cfg.output.progress:

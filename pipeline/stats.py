@@ -108,6 +108,11 @@ class Stats:
             tail = np.asarray(list(values)[-n:], np.float64) * 1000.0
         return float(np.percentile(tail, 50)), float(np.percentile(tail, 99))
 
+    def stage_samples(self) -> dict[str, list[float]]:
+        """Each stage's recent per-frame times in seconds (the last ``WINDOW``), copied."""
+        with self._lock:
+            return {name: list(series) for name, series in self.stage_time.items()}
+
     @property
     def dropped(self) -> int:
         return sum(self.drops.values())

@@ -155,13 +155,15 @@ def test_fleet_on_local_ray_done_failed_resume(tmp_path, example_video):
         assert float(r["fps"]) > 0 and float(r["duration_s"]) == pytest.approx(0.28)   # 8 frames at 25 fps
         assert int(r["tracks"]) > 0                                     # highway clips: cars tracked
         assert r["ttc_events"] != ""                                    # the tracker gives time-to-contact
-        assert {"tracks.jsonl", "tracks_mot.txt", "stats.json", "run.log", MARKER} <= set(
+        assert {"tracks.jsonl", "tracks_mot.txt", "stats.json", "report.html", "run.log", MARKER} <= set(
             os.listdir(out / name))
+        assert r["report"] == f"{name}/report.html"
     assert not (out / "broken" / MARKER).exists()
     summary = json.loads((out / "fleet.json").read_text())
     assert [d["drive"] for d in summary["drives"]] == ["broken", "test_small1", "test_video"]
     page = (out / "index.html").read_text()
     assert page.count("<tr class=") == 3 and "addEventListener('click'" in page and "http" not in page
+    assert page.count('report.html">') == 2                            # each done drive links its report
     assert "failed: broken: " in first.stderr
 
     # The fleet's JSONL is byte for byte that of a single run on the same file.

@@ -18,7 +18,7 @@ import pytest
 
 from conftest import REPO, need_tool
 from pipeline import outputs as outputs_mod
-from pipeline import runner as runner_mod
+from pipeline import sinks as sinks_mod
 from pipeline.config import DEFAULT_CONFIG, SourceConfig, load_config, model_overrides
 from pipeline.outputs import OutputError, VideoWriter
 from pipeline.runner import Runner
@@ -144,7 +144,7 @@ def test_unwritable_stats_json_is_refused_before_the_run(tmp_path, target, messa
 def test_stats_json_failing_at_the_end_is_one_error_and_other_outputs_stay(tmp_path, monkeypatch):
     jl = tmp_path / "o.jsonl"
     real = outputs_mod.write_stats_json
-    monkeypatch.setattr(runner_mod, "write_stats_json", lambda path, text: real("/dev/full", text))
+    monkeypatch.setattr(sinks_mod, "write_stats_json", lambda path, text: real("/dev/full", text))
     runner = Runner(config(**{"output.save_json": str(jl), "output.stats_json": str(tmp_path / "s.json")}), str(VIDEO))
     with pytest.raises(OutputError, match="--stats-json /dev/full: cannot write"):
         runner.run()
