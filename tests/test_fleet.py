@@ -163,7 +163,7 @@ def test_fleet_on_local_ray_done_failed_resume(tmp_path, example_video):
     assert [d["drive"] for d in summary["drives"]] == ["broken", "test_small1", "test_video"]
     page = (out / "index.html").read_text()
     assert page.count("<tr class=") == 3 and "addEventListener('click'" in page and "http" not in page
-    assert page.count('report.html">') == 2                            # each done drive links its report
+    assert page.count('report.html">') == 3          # every drive links its report (a failed one's says what it saw)
     assert "failed: broken: " in first.stderr
 
     # The fleet's JSONL is byte for byte that of a single run on the same file.
