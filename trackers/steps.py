@@ -139,7 +139,10 @@ def output(config, tracks, s: Coast, frame, pred, ti, extent, horizon_row: float
     age = s.age
     # coasting rows were not updated: their box is the prediction
     boxes = pred[rows] if c.emit_detection_box else state_box_to_xyxy(tr.x[rows, :DIM], c.box_param)
-    score = tr.score[rows] * 0.5 ** (age[rows] / c.coast_score_half_life_s)
+    if c.coast_trust:     # every coasting row's score comes from trust.py, every matched one's is the detection's
+        score = tr.score[rows].astype(np.float64)
+    else:
+        score = tr.score[rows] * 0.5 ** (age[rows] / c.coast_score_half_life_s)
     live = s.matched_now[rows]
     li = live.nonzero()[0]                   # (indices: cheaper than the mask twice)
     d = s.det_of_track[rows[li]]
