@@ -36,7 +36,8 @@ def update_matched(config, tracks, motion, groups, m, frame, timestamp: float, p
     c, tr, ti, di = config, tracks, m.ti, m.di
     if len(ti) == 0:
         return
-    z = xyxy_to_state_box(frame.xyxy[di], c.box_param)
+    xyxy, score = frame.xyxy[di], frame.score[di]      # (gathered once: each is used twice)
+    z = xyxy_to_state_box(xyxy, c.box_param)
     t_last = tr.t_obs[ti]
     gap = t_last < (prev_t if prev_t is not None else timestamp) - SAME_TIME
     # Replayed only after two or more missed frames: after one, the replay's single
@@ -51,14 +52,15 @@ def update_matched(config, tracks, motion, groups, m, frame, timestamp: float, p
     tr.x[ti], tr.P[ti] = x_new, P_new
     tr.x_obs[ti], tr.P_obs[ti] = x_new, P_new
     stats.recoveries += np.count_nonzero(gap)
-    tr.hits[ti] += 1
+    hits = tr.hits[ti] + 1
+    tr.hits[ti] = hits
     if groups.enabled:       # (without groups no track sees a second class)
-        tr.votes = add_votes(tr.votes, tr.cls, ti, frame.cls[di], frame.score[di], frame.mixed,
+        tr.votes = add_votes(tr.votes, tr.cls, ti, frame.cls[di], score, frame.mixed,
                              m.cross_class, frame.mixed and not frame.named)
-    tr.score[ti] = frame.score[di]
+    tr.score[ti] = score
     tr.t_obs[ti] = timestamp
-    tr.z_obs[ti] = frame.xyxy[di]
-    tr.confirmed[ti] |= tr.hits[ti] >= c.min_hits
+    tr.z_obs[ti] = xyxy
+    tr.confirmed[ti] |= hits >= c.min_hits
 
 
 def replay_gap(tracks, motion, param: str, times, rows: np.ndarray, z: np.ndarray, timestamp: float) -> None:
