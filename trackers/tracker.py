@@ -101,17 +101,18 @@ class KalmanTracker:
         c, tr = self.config, self.tracks
         timestamp = float(timestamp)
         prev_t, dt = self._last_t, self._step(timestamp)
-        pred = self._predict(dt, image)                                     # 1-2
+        pred = self._predict(dt, image)                                          # 1. predict
         frame = self._frame(detections, image)
-        m = associate(c, tr, self.groups, self._similarity, self.motion.meas_noise, pred, frame, timestamp)  # 3-5
+        m = associate(c, tr, self.groups, self._similarity, self.motion.meas_noise, pred, frame,
+                      timestamp)                                                 # 2. associate
         self.stats.relinks += m.relinks
         steps.update_matched(c, tr, self.motion, self.groups, m, frame, timestamp, prev_t, self._times,
-                             self.stats)                                    # 6
+                             self.stats)                                         # 3. update matched
         self._rates(dt, frame)
-        status = steps.coast_status(c, tr, m, timestamp, pred, self._extent)   # 7: coast,
-        out = steps.output(c, tr, status, frame, pred, m.ti, self._extent, self.horizon.row)   # output,
-        steps.deaths(c, tr, status)                                          # deaths,
-        out = self._births(frame, m, timestamp, out)                         # births
+        status = steps.coast_status(c, tr, m, timestamp, pred, self._extent)     # 4. coast
+        out = steps.output(c, tr, status, frame, pred, m.ti, self._extent, self.horizon.row)   # 5. output
+        steps.deaths(c, tr, status)                                              # 6. deaths
+        out = self._births(frame, m, timestamp, out)                             # 7. births
         self._finish(timestamp, t_start)
         return out
 
