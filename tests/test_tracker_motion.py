@@ -96,3 +96,31 @@ def test_default_filter_is_the_kalman_filter_with_the_config_noise():
     f = KalmanTracker(cfg).motion
     assert isinstance(f, BoxKalman)
     assert (f.param, f.meas_noise, f.init_vel_std) == (cfg.box_param, cfg.meas_noise, cfg.init_vel_std)
+
+
+class NoUpdate:
+    meas_noise = 0.05
+
+    def __init__(self, config):
+        pass
+
+    def initiate(self, z):
+        raise AssertionError("not reached")
+
+    def predict(self, x, C, dt):
+        pass
+
+
+BAD_FILTERS = [
+    # name, motion_filter, words the one-line error must contain
+    ("instance_not_factory", ConstantPosition(TrackerConfig()), ["must be a factory", "ConstantPosition"]),
+    ("filter_without_update", NoUpdate, ["NoUpdate", "without update"]),
+]
+
+
+@pytest.mark.parametrize("name,bad,words", BAD_FILTERS, ids=[c[0] for c in BAD_FILTERS])
+def test_bad_motion_filter_is_one_clear_line(name, bad, words):
+    with pytest.raises(TypeError) as e:
+        KalmanTracker(TrackerConfig(), motion_filter=bad)
+    msg = str(e.value)
+    assert "\n" not in msg and all(w in msg for w in words), f"{name}: {msg}"

@@ -39,6 +39,22 @@ class MotionFilter(Protocol):
 FilterFactory = Callable[..., MotionFilter]
 
 
+def build(factory: FilterFactory | None, config) -> MotionFilter:
+    """``factory(config)`` (``kalman_filter`` when None), checked to have what the tracker calls."""
+    if factory is None:
+        return kalman_filter(config)
+    if not callable(factory):
+        raise TypeError(f"motion_filter must be a factory (TrackerConfig) -> filter, got {type(factory).__name__}; "
+                        "pass e.g. trackers.motion.kalman_filter")
+    f = factory(config)
+    missing = [n for n in ("initiate", "predict", "update", "meas_noise") if not hasattr(f, n)]
+    if missing:
+        raise TypeError(f"motion_filter {getattr(factory, '__name__', factory)!s} made a {type(f).__name__} "
+                        f"without {', '.join(missing)}; a filter needs initiate, predict, update and meas_noise "
+                        "(trackers/motion.py)")
+    return f
+
+
 def kalman_filter(config) -> BoxKalman:
     """The default: the constant-velocity Kalman filter with the config's noise model."""
     c = config

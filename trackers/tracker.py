@@ -38,7 +38,7 @@ from .classes import ClassGroups
 from .cmc import CameraMotion, warp_states
 from .config import TrackerConfig
 from .kalman import DIM, state_box_to_xyxy
-from .motion import FilterFactory, MotionFilter, kalman_filter
+from .motion import FilterFactory, MotionFilter, build as build_filter
 from .passes import Matches, associate
 from .state import Frame, Tracks, TrackerStats, frame_detections  # noqa: F401  (TrackerStats: re-exported)
 from . import steps, ttc
@@ -76,7 +76,7 @@ class KalmanTracker:
         self.config = config if config is not None else TrackerConfig()
         c = self.config
         self.groups = ClassGroups(c.class_groups, class_names)     # class_names None: COCO's
-        self.motion: MotionFilter = (motion_filter or kalman_filter)(c)
+        self.motion: MotionFilter = build_filter(motion_filter, c)
         self._similarity = SIMILARITIES[c.similarity]
         self.cmc = CameraMotion(c.cmc_max_width, c.cmc_max_corners, c.cmc_min_inliers) if c.cmc else None
         self.reset()
