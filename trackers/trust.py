@@ -90,7 +90,7 @@ def coast_trust(config, *, unseen, history, pos_var, pred, x_obs, z_first, z_obs
             ok[i] = dx * dx + dy * dy <= limit * (o[2] - o[0]) * (o[3] - o[1])
         idx = [i for i in idx if ok[i]]
     if idx and c.coast_max_covered < 1.0 and len(cover):
-        share = _covered(pred[idx].T.copy(), cover.T.copy()).tolist()
+        share = _covered((pred if len(idx) == n else pred[idx]).T.copy(), cover.T.copy()).tolist()
         for i, f in zip(idx, share):
             ok[i] = f <= c.coast_max_covered
     return np.array(ok, bool), np.array(factor)
