@@ -57,6 +57,32 @@ def test_assign_fast_path_equals_full_solver(seed):
     assert sorted(map(tuple, assign(sim, 0.3).tolist())) == _reference_assign(sim, 0.3)
 
 
+def _reference_ordered(sim, gate):
+    from scipy.optimize import linear_sum_assignment
+    valid = sim >= gate
+    rows, cols = linear_sum_assignment(np.where(valid, -sim, 10.0))
+    keep = valid[rows, cols]
+    return list(zip(rows[keep].tolist(), cols[keep].tolist()))
+
+
+LONE_CASES = [
+    # name, sim, gate: assign must give the solver's pairs in the solver's order
+    ("all_lone_shuffled", np.array([[0.0, 0.0, 0.8], [0.9, 0.0, 0.0], [0.0, 0.7, 0.0]]), 0.3),
+    ("lone_with_unmatched_rows", np.array([[0.0, 0.0], [0.0, 0.6], [0.0, 0.0], [0.5, 0.0]]), 0.3),
+    ("lone_with_unmatched_cols", np.array([[0.0, 0.6, 0.0, 0.0], [0.0, 0.0, 0.0, 0.5]]), 0.3),
+    ("row_with_two_valid", np.array([[0.9, 0.8], [0.85, 0.0]]), 0.3),
+    ("col_with_two_valid", np.array([[0.9, 0.0], [0.8, 0.0]]), 0.3),
+    ("negative_gate_giou", np.array([[-0.2, -0.9], [-0.9, 0.4]]), -0.5),
+    # a valid pair costing more than an invalid one (10): the solver drops it, so no shortcut
+    ("gate_below_minus_10_left_to_solver", np.array([[-11.0, -50.0], [-50.0, -50.0]]), -12.0),
+]
+
+
+@pytest.mark.parametrize("name,sim,gate", LONE_CASES, ids=[c[0] for c in LONE_CASES])
+def test_lone_pair_shortcut_gives_the_solvers_pairs_in_order(name, sim, gate):
+    assert [tuple(p) for p in assign(sim, gate).tolist()] == _reference_ordered(sim, gate), name
+
+
 DEDUP_CASES = [
     # name, boxes, scores, classes, max_iou, kept indices (input order)
     ("spare_box_of_one_car_dropped", [[0, 0, 10, 10], [1, 0, 11, 10]], [0.6, 0.9], [2, 2], 0.5, [1]),

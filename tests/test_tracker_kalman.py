@@ -90,3 +90,25 @@ def test_dt_from_timestamps(name, times, seen):
         out = tracker.update(d, t)
         assert out.track_id.tolist() == [1]
     assert abs(tracker.tracks.x[0, 4] - v) < 5.0
+
+
+DT_CASES = [
+    # name, time steps (seconds): the matrices kept per recent dt must give what fresh ones give
+    ("float_noise_steps", [f / 10 - (f - 1) / 10 for f in range(1, 12)]),
+    ("alternating_two_steps", [0.1, 0.2, 0.1, 0.2, 0.1]),
+    ("zero_and_repeat", [0.0, 0.1, 0.0, 0.1]),
+    ("more_steps_than_kept", [0.001 * k for k in range(1, 140)] + [0.001]),
+]
+
+
+@pytest.mark.parametrize("name,steps", DT_CASES, ids=[c[0] for c in DT_CASES])
+def test_predict_with_kept_matrices_equals_fresh_filter(name, steps):
+    rng = np.random.default_rng(1)
+    kept = BoxKalman("cxcywh", meas_noise=0.05, accel_pos=2.0, accel_size=1.0, init_vel_std=2.0)
+    x, P = kept.initiate(xyxy_to_state_box(_random_boxes(rng, 5), "cxcywh"))
+    x[:, 4:] = rng.normal(0, 20, (5, 4))
+    x2, P2 = x.copy(), P.copy()
+    for dt in steps:
+        kept.predict(x, P, dt)
+        BoxKalman("cxcywh", meas_noise=0.05, accel_pos=2.0, accel_size=1.0, init_vel_std=2.0).predict(x2, P2, dt)
+        assert np.array_equal(x, x2) and np.array_equal(P, P2), f"{name}: differs after dt={dt}"

@@ -78,6 +78,25 @@ def _pairs(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return out
 
 
+def _only_lone(valid: np.ndarray) -> np.ndarray | None:
+    """The valid pairs, in row order, when each is alone in its row and its column; else None.
+
+    Then they are the optimal assignment: a valid pair costs -sim <= -gate < 10, an invalid
+    one 10, so any assignment leaving one out costs more (the solver returns the same pairs,
+    rows sorted).  The common frame: every object near its own track only.  Checking costs
+    about a third of the solver on a 50 x 50 matrix.
+    """
+    flat = np.flatnonzero(valid)
+    r, c = np.divmod(flat, valid.shape[1])
+    if np.count_nonzero(r[1:] == r[:-1]):       # (flat order: rows ascending)
+        return None
+    seen = np.zeros(valid.shape[1], bool)
+    seen[c] = True
+    if np.count_nonzero(seen) < len(c):
+        return None
+    return _pairs(r, c)
+
+
 def assign(sim: np.ndarray, gate: float, track_cls: np.ndarray | None = None,
            det_cls: np.ndarray | None = None, valid: np.ndarray | None = None) -> np.ndarray:
     """Hungarian assignment on similarity (T, D); returns (K, 2) [track, det] pairs.
@@ -96,7 +115,11 @@ def assign(sim: np.ndarray, gate: float, track_cls: np.ndarray | None = None,
             valid &= track_cls[:, None] == det_cls[None, :]
     if not np.count_nonzero(valid):
         return _EMPTY_PAIRS
-    if sim.size <= _SMALL:   # the solver alone is cheaper than finding lone pairs
+    if sim.size <= _SMALL:   # the solver alone is cheaper than splitting off lone pairs
+        if gate > -10.0:     # (every valid pair costs less than an invalid one: see _only_lone)
+            found = _only_lone(valid)
+            if found is not None:
+                return found
         rows, cols = linear_sum_assignment(np.where(valid, -sim, 10.0))
         keep = valid[rows, cols]
         return _pairs(rows[keep], cols[keep])

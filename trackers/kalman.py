@@ -74,6 +74,7 @@ class BoxKalman:
         self.accel_sq = self.accel ** 2
         self.init_vel_std = float(init_vel_std)
         self._q_dt, self._q_unit = None, None
+        self._by_dt: dict[float, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     # -- the matrices, for the filterpy cross-check --------------------------
     @staticmethod
@@ -113,11 +114,17 @@ class BoxKalman:
         """
         if len(x) == 0:
             return
-        if dt != self._q_dt:      # A, F' and the noise pattern per unit area, kept while dt repeats
+        if dt != self._q_dt:      # A, F' and the noise pattern per unit area, kept for recent dts
+            # (frame times differ by float noise: 0.1 s steps give ~10 distinct dts, each met again)
             self._q_dt = dt
-            self._q_unit = self.accel_sq * np.array([[dt ** 3 / 3], [dt * dt / 2], [dt]])
-            self._A = np.array([[1.0, 2 * dt, dt * dt], [0.0, 1.0, dt], [0.0, 0.0, 1.0]])
-            self._Ft = self.transition(dt).T
+            mats = self._by_dt.get(dt)
+            if mats is None:
+                if len(self._by_dt) >= 64:
+                    self._by_dt.clear()
+                mats = self._by_dt[dt] = (self.accel_sq * np.array([[dt ** 3 / 3], [dt * dt / 2], [dt]]),
+                                          np.array([[1.0, 2 * dt, dt * dt], [0.0, 1.0, dt], [0.0, 0.0, 1.0]]),
+                                          self.transition(dt).T)
+            self._q_unit, self._A, self._Ft = mats
         b = x[:, :DIM]
         if self.param == "xyxy":
             wh = np.maximum(b[:, 2:] - b[:, :2], 1.0)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -35,6 +36,29 @@ def one_class(a: np.ndarray, b: np.ndarray) -> bool:
     """True when every entry of a and b is the same class id (or both are empty)."""
     k = b[0] if len(b) else (a[0] if len(a) else 0)
     return np.count_nonzero(a != k) == 0 and np.count_nonzero(b != k) == 0
+
+
+class Frame(NamedTuple):
+    """One frame's detections as the tracker's steps see them (``frame_detections``)."""
+
+    xyxy: np.ndarray            # (D, 4) float64
+    score: np.ndarray           # (D,)
+    cls: np.ndarray             # (D,) class ids
+    high: np.ndarray            # (D,) bool: score >= high_score
+    low: np.ndarray             # (D,) bool: low_score <= score < high_score
+    mixed: bool                 # tracks and detections of more than one class (else class checks are skipped)
+    key: np.ndarray | None      # (D,) class group keys when ``mixed``
+    named: bool                 # every class id has a name (else votes may need more columns)
+
+
+def frame_detections(detections, track_cls: np.ndarray, config, groups) -> Frame:
+    """``Frame`` of ``detections`` (``Detections``) for tracks of classes ``track_cls``."""
+    cls, score = detections.class_id, detections.score
+    mixed = not one_class(track_cls, cls)
+    key, named = groups.keys_known(cls) if mixed else (None, True)
+    high = score >= config.high_score
+    low = ~high & (score >= config.low_score)
+    return Frame(detections.xyxy.astype(np.float64), score, cls, high, low, mixed, key, named)
 
 
 class Tracks:

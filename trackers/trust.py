@@ -81,15 +81,16 @@ def coast_trust(config, *, unseen, history, pos_var, pred, x_obs, z_first, z_obs
     if idx and c.coast_max_vel_change > 0:
         limit = c.coast_max_vel_change ** 2
         xyxy = c.box_param == "xyxy"
+        zo, zf, vo = z_obs.tolist(), z_first.tolist(), x_obs[:, DIM:].tolist()
         for i in idx:
-            o, f, v = z_obs[i].tolist(), z_first[i].tolist(), x_obs[i, DIM:].tolist()
+            o, f, v = zo[i], zf[i], vo[i]
             scale = 0.5 / max(hist[i], 1e-9)                   # centre velocity over the track's life
             dx = (0.5 * (v[0] + v[2]) if xyxy else v[0]) - (o[0] + o[2] - f[0] - f[2]) * scale
             dy = (0.5 * (v[1] + v[3]) if xyxy else v[1]) - (o[1] + o[3] - f[1] - f[3]) * scale
             ok[i] = dx * dx + dy * dy <= limit * (o[2] - o[0]) * (o[3] - o[1])
         idx = [i for i in idx if ok[i]]
     if idx and c.coast_max_covered < 1.0 and len(cover):
-        share = _covered(pred[idx].T.copy(), cover.T.copy()).tolist()
+        share = _covered((pred if len(idx) == n else pred[idx]).T.copy(), cover.T.copy()).tolist()
         for i, f in zip(idx, share):
             ok[i] = f <= c.coast_max_covered
     return np.array(ok, bool), np.array(factor)
