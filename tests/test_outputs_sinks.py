@@ -123,7 +123,6 @@ def test_an_object_that_is_not_a_sink_is_refused_with_one_line():
 CHILD = textwrap.dedent("""
     import signal, sys
     signal.signal(signal.SIGINT, signal.default_int_handler)   # a background job may inherit it ignored
-    sys.path.insert(0, sys.argv[2])
     from test_reliability import config
     from pipeline.runner import Runner
 
@@ -143,8 +142,8 @@ CHILD = textwrap.dedent("""
 def test_ctrl_c_closes_a_custom_sink_after_every_frame_it_was_given(tmp_path):
     log = tmp_path / "sink.log"
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(log), str(REPO / "tests")], cwd=REPO, env=env,
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests"), env.get("PYTHONPATH", "")])
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(log)], cwd=REPO, env=env,
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 90
