@@ -157,7 +157,7 @@ def _official_state(ckpt: object, path) -> dict:
 
 
 def build_detector(spec: str, device: str = "cpu", score_threshold: float = 0.3, nms_iou: float = 0.45,
-                   max_detections: int = 100, classes: tuple[str, ...] | None = None,
+                   max_detections: int = 100, top_k: int = 1000, classes: tuple[str, ...] | None = None,
                    half: bool = False, imgsz: int | None = None,
                    input_size: tuple[int, int] | None = None, channels_last: bool = False,
                    nms: str = "auto") -> TorchDetector:
@@ -171,7 +171,8 @@ def build_detector(spec: str, device: str = "cpu", score_threshold: float = 0.3,
     model = build_model(model_spec)
     if state is not None:
         load_state_strict(model, state, source, model_spec.name)
-    post = PostprocessConfig(score_threshold=score_threshold, nms_iou=nms_iou, max_detections=max_detections)
+    post = PostprocessConfig(score_threshold=score_threshold, nms_iou=nms_iou, pre_nms_topk=top_k,
+                             max_detections=max_detections)
     return TorchDetector(model, model_spec, device, post, classes, half, imgsz, channels_last, nms)
 
 

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from .batching import SharedDetector
 from .config import AppConfig
-from .onnx_detector import build_detector
+from .build import build_detector
 from .outputs import refuse_overwriting_inputs
 from .runner import Runner, interrupt_reason, output_flags
 from .stages import StageError

@@ -34,8 +34,9 @@ import cv2
 import numpy as np
 
 from .config import DetectorConfig
-from .configtools import ConfigError, from_mapping
+from .configtools import ConfigError
 from .detector import COCO_NAMES, Batch, Letterbox, frame_input_shape
+from .model_file import file_wins
 from .records import Detections
 
 
@@ -117,10 +118,10 @@ class OnnxDetector:
         except Exception as e:  # onnxruntime raises its own exception types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise DetectorError(f"detector model {path} is not a loadable ONNX model ({first}); pass a valid .onnx file") from None
+        self.notes: list[str] = []       # one-line notes printed once (shape choices, file vs config)
         meta = self._read_metadata(path)
         cfg = self._apply_metadata(cfg, meta)
         self.cfg = cfg
-        self.notes: list[str] = []       # one-line notes printed once (shape choices)
         self.input_name = self.session.get_inputs()[0].name
         self._setup_shape(cfg, path, meta)
         if cfg.format == "auto":
@@ -147,15 +148,10 @@ class OnnxDetector:
             raise DetectorError(f"detector model {path}: its 'dashtrack' metadata is not a JSON object; re-export it")
         return info
 
-    @staticmethod
-    def _apply_metadata(cfg: DetectorConfig, info: dict) -> DetectorConfig:
-        """The file's preprocessing wins over the config; its input_size is only a default (``_setup_shape``)."""
-        if not info:
-            return cfg
-        fields = {f.name for f in dataclasses.fields(DetectorConfig)} - {"input_size", "imgsz"}
-        merged = dataclasses.asdict(cfg)
-        merged.update({k: v for k, v in info.items() if k in fields})
-        return from_mapping(DetectorConfig, merged, f"{cfg.model} metadata")
+    def _apply_metadata(self, cfg: DetectorConfig, info: dict) -> DetectorConfig:
+        """The file's preprocessing wins over the config (``pipeline.model_file``); its input_size is only a
+        default (``_setup_shape``)."""
+        return file_wins(cfg, info, Path(cfg.model).name, self._note)
 
     def _setup_shape(self, cfg: DetectorConfig, path: Path, meta: dict) -> None:
         """Fixed (``fixed_shape``) or per-frame-size (``imgsz`` + ``stride``) input; see ``input_shape``."""
@@ -329,24 +325,3 @@ class OnnxDetector:
         idx = idx[keep]
         return Detections(xyxy[keep], score[idx], class_id[idx])
 
-
-def build_detector(cfg: DetectorConfig):
-    """The detector a config names: the ONNX backend, or ``models.build_detector`` for torch."""
-    if cfg.backend == "onnx" or cfg.model.endswith(".onnx"):
-        return OnnxDetector(cfg if cfg.backend == "onnx" else dataclasses.replace(cfg, backend="onnx"))
-    try:
-        from models import build_detector as build_torch
-    except ImportError as e:
-        raise DetectorError(f"the torch detector backend is unavailable ({e}); use an ONNX model") from None
-    device = cfg.device
-    if device == "auto":
-        import torch
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    classes = cfg.classes or None
-    try:
-        return build_torch(cfg.model, device=device, score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou,
-                           max_detections=cfg.max_detections, classes=classes, half=cfg.half,
-                           imgsz=cfg.imgsz, input_size=cfg.input_size)
-    except (OSError, ValueError, RuntimeError, KeyError) as e:   # CheckpointError is a ValueError
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DetectorError(f"--model {cfg.model}: {message}") from None

@@ -20,7 +20,7 @@ from .crops import build_crops
 from .detector import Detector
 from .detector_stages import batched_stages, crop_stages, frame_stages
 from .display import Preview, display_available
-from .onnx_detector import build_detector
+from .build import build_detector, build_tracker
 from .drawing import draw_detections, draw_hud, track_color
 from .outputs import (JsonlWriter, MotWriter, OutputError, VideoWriter, probe_stats_json, refuse_overwriting_inputs,
                       write_stats_json)
@@ -29,16 +29,6 @@ from .sources import Source, open_source
 from .stages import END, Chain, StageSpec
 from .stats import Stats
 from .trails import Trails
-
-
-def build_tracker(cfg: AppConfig, class_names=None):
-    """The configured tracker, or None when tracking is off; ``class_names``: the
-    detector's (the tracker's class groups are by name; None: COCO's)."""
-    if not cfg.pipeline.track:
-        return None
-    from trackers import KalmanTracker
-
-    return KalmanTracker(cfg.tracker, class_names)
 
 
 class Terminated(KeyboardInterrupt):
