@@ -110,6 +110,17 @@ def _build_torch(cfg: DetectorConfig):
         raise DetectorError(f"--model {cfg.model}: {message}") from None
 
 
+def detector_config(cfg: AppConfig) -> DetectorConfig:
+    """The detector settings a run uses.  With the tracker on, the detector keeps boxes down to
+    ``tracker.low_score``: the tracker's second pass exists for them (they only extend existing tracks;
+    a new track still needs ``tracker.new_track_score``).  Chosen by measurement (BENCHMARKS.md, "Detector
+    threshold and the tracker's low-score pass"); without tracking ``detector.score_threshold`` is the floor."""
+    det = cfg.detector
+    if cfg.pipeline.track and cfg.tracker.low_score < det.score_threshold:
+        return dataclasses.replace(det, score_threshold=cfg.tracker.low_score)
+    return det
+
+
 def build_tracker(cfg: AppConfig, class_names=None):
     """The configured tracker, or None when tracking is off; ``class_names``: the detector's
     (the tracker's class groups are by name; None: COCO's).  Every ``TrackerConfig`` field is
@@ -123,5 +134,5 @@ def _show(value: Any) -> str:
     return str(list(value)) if isinstance(value, tuple) else str(value).lower() if isinstance(value, bool) else str(value)
 
 
-__all__ = ["build_detector", "build_tracker", "check_fields", "backend_of", "torch_arguments", "UNUSED", "COMMON",
+__all__ = ["build_detector", "build_tracker", "detector_config", "check_fields", "backend_of", "torch_arguments", "UNUSED", "COMMON",
            "PREPROCESS", "DetectorError"]

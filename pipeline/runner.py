@@ -20,7 +20,7 @@ from .crops import build_crops
 from .detector import Detector
 from .detector_stages import batched_stages, crop_stages, frame_stages
 from .display import Preview, display_available
-from .build import build_detector, build_tracker
+from .build import build_detector, build_tracker, detector_config
 from .drawing import draw_detections, draw_hud, track_color
 from .outputs import (JsonlWriter, MotWriter, OutputError, VideoWriter, probe_stats_json, refuse_overwriting_inputs,
                       write_stats_json)
@@ -61,7 +61,7 @@ class Runner:
         self.chain: Chain | None = None
         self.progress = None
         try:
-            self.detector = detector if detector is not None else build_detector(cfg.detector)
+            self.detector = detector if detector is not None else build_detector(detector_config(cfg))
             self.tracker = tracker if tracker is not None else build_tracker(cfg, self.detector.class_names)
             self._open_outputs()
         except BaseException:
