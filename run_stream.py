@@ -49,7 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--stats-json", metavar="OUT.json", help="write the timing report as JSON")
     p.add_argument("--fps", type=float, help="frame rate for image folders")
     p.add_argument("--max-frames", type=int, help="stop after N frames")
-    p.add_argument("--score-threshold", type=float, help="detector score threshold")
+    p.add_argument("--score-threshold", type=float, help="detector score threshold (with tracking the default lets "
+                   "boxes down to tracker.low_score reach the tracker's second pass)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     track = p.add_mutually_exclusive_group()
     track.add_argument("--track", action="store_true", default=None, help="run the tracker")

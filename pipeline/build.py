@@ -110,15 +110,24 @@ def _build_torch(cfg: DetectorConfig):
         raise DetectorError(f"--model {cfg.model}: {message}") from None
 
 
-def detector_config(cfg: AppConfig) -> DetectorConfig:
+def detector_config(cfg: AppConfig, shipped: DetectorConfig | None = None,
+                    note: Callable[[str], None] = print_note) -> DetectorConfig:
     """The detector settings a run uses.  With the tracker on, the detector keeps boxes down to
     ``tracker.low_score``: the tracker's second pass exists for them (they only extend existing tracks;
     a new track still needs ``tracker.new_track_score``).  Chosen by measurement (BENCHMARKS.md, "Detector
-    threshold and the tracker's low-score pass"); without tracking ``detector.score_threshold`` is the floor."""
+    threshold and the tracker's low-score pass").  A ``detector.score_threshold`` asked for (not the shipped
+    one) stays the floor, with one line saying what the tracker then misses; without tracking it is the floor."""
     det = cfg.detector
-    if cfg.pipeline.track and cfg.tracker.low_score < det.score_threshold:
-        return dataclasses.replace(det, score_threshold=cfg.tracker.low_score)
-    return det
+    low = cfg.tracker.low_score
+    if not cfg.pipeline.track or low >= det.score_threshold:
+        return det
+    shipped = shipped if shipped is not None else shipped_detector()
+    if det.score_threshold != shipped.score_threshold:
+        note(f"detector.score_threshold {det.score_threshold} is the detector's floor, so the tracker's second pass "
+             f"sees no box under it (tracker.low_score {low}); leave it at {shipped.score_threshold} to let the "
+             f"tracker use boxes down to {low}, or raise tracker.new_track_score for fewer new tracks")
+        return det
+    return dataclasses.replace(det, score_threshold=low)
 
 
 def build_tracker(cfg: AppConfig, class_names=None):

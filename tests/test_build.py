@@ -137,3 +137,25 @@ def test_user_values_win_without_shared(extra, tmp_path):
                          timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["0.55", "7", "0.55", "7", "0.6"]
+
+
+# (score_threshold, track, tracker.low_score) -> the detector's floor, notes
+FLOOR = [
+    pytest.param(None, True, None, 0.1, 0, id="default_tracked_floor_is_low_score"),
+    pytest.param(None, False, None, 0.3, 0, id="untracked_keeps_threshold"),
+    pytest.param(0.6, True, None, 0.6, 1, id="asked_threshold_wins_with_note"),
+    pytest.param(None, True, 0.4, 0.3, 0, id="low_score_above_threshold"),
+    pytest.param(0.05, True, None, 0.05, 0, id="asked_below_low_score"),
+]
+
+
+@pytest.mark.parametrize("threshold, track, low, floor, n_notes", FLOOR)
+def test_detector_floor_follows_the_tracker_low_pass(threshold, track, low, floor, n_notes):
+    from pipeline.build import detector_config
+    from pipeline.config import load_config
+
+    cfg = load_config(overrides={"detector.score_threshold": threshold, "pipeline.track": track,
+                                 "tracker.low_score": low})
+    notes: list[str] = []
+    assert detector_config(cfg, note=notes.append).score_threshold == floor
+    assert len(notes) == n_notes
