@@ -26,7 +26,7 @@ from bench.common import SHARED, markdown_table, write_json
 
 from pipeline.config import load_config
 from pipeline.configtools import ConfigError
-from pipeline.onnx_detector import build_detector
+from pipeline.build import build_detector
 from pipeline.sources import open_source
 from trackers import KalmanTracker
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from bench.common import SHARED, Looped, markdown_table, write_json  # (imports cv2 before av)
 
 from pipeline.config import DEFAULT_CONFIG, load_config  # noqa: E402
-from pipeline.onnx_detector import build_detector  # noqa: E402
+from pipeline.build import build_detector  # noqa: E402
 from pipeline.drawing import draw_detections  # noqa: E402
 from pipeline.runner import Runner, build_tracker  # noqa: E402
 from pipeline.sources import open_source  # noqa: E402

@@ -38,6 +38,12 @@ def letterbox_params(h: int, w: int, input_hw: tuple[int, int], mode: str) -> tu
     return lb, lb.new_h, lb.new_w
 
 
+def image_area(lb: Letterbox) -> tuple[float, float, float, float]:
+    """x0, y0, x1, y1 of the image inside the network input: boxes are clipped to it before NMS, as the
+    numpy path clips them to the image (``pipeline/np_postprocess.py``)."""
+    return (lb.pad_x, lb.pad_y, lb.pad_x + lb.width * lb.scale_x, lb.pad_y + lb.height * lb.scale_y)
+
+
 class TorchDetector:
     def __init__(self, model: nn.Module, spec: ModelSpec, device: str = "cpu",
                  post: PostprocessConfig = PostprocessConfig(), classes: Sequence[str] | None = None,
@@ -102,8 +108,9 @@ class TorchDetector:
         if self._selected is not None:
             scores = scores.index_select(2, self._selected)  # (B, N, C) -> (B, N, len(classes))
         input_hw = tuple(batch.data.shape[-2:])
+        clip = torch.tensor([image_area(lb) for lb in batch.letterboxes], dtype=torch.float32)
         xyxy, score, cls, img = postprocess_packed(params.float(), scores.float(), priors.float(),
-                                                   self.model.decode_boxes, input_hw, self.post, self.nms)
+                                                   self.model.decode_boxes, input_hw, self.post, self.nms, clip)
         # one device -> host copy for the whole batch: (M, 7) = xyxy, score, class, image
         rows = torch.cat((xyxy, score[:, None], cls[:, None].float(), img[:, None].float()), dim=1).cpu().numpy()
         ends = np.searchsorted(rows[:, 6], np.arange(len(batch)), side="right")
@@ -157,7 +164,7 @@ def _official_state(ckpt: object, path) -> dict:
 
 
 def build_detector(spec: str, device: str = "cpu", score_threshold: float = 0.3, nms_iou: float = 0.45,
-                   max_detections: int = 100, classes: tuple[str, ...] | None = None,
+                   max_detections: int = 100, top_k: int = 1000, classes: tuple[str, ...] | None = None,
                    half: bool = False, imgsz: int | None = None,
                    input_size: tuple[int, int] | None = None, channels_last: bool = False,
                    nms: str = "auto") -> TorchDetector:
@@ -171,7 +178,8 @@ def build_detector(spec: str, device: str = "cpu", score_threshold: float = 0.3,
     model = build_model(model_spec)
     if state is not None:
         load_state_strict(model, state, source, model_spec.name)
-    post = PostprocessConfig(score_threshold=score_threshold, nms_iou=nms_iou, max_detections=max_detections)
+    post = PostprocessConfig(score_threshold=score_threshold, nms_iou=nms_iou, pre_nms_topk=top_k,
+                             max_detections=max_detections)
     return TorchDetector(model, model_spec, device, post, classes, half, imgsz, channels_last, nms)
 
 

@@ -1,6 +1,11 @@
 """Decode + NMS on the model's device, batched, in one readable order.
 
-    score threshold -> top-k -> decode -> clip -> class-aware NMS -> max detections
+    score threshold (score >= threshold) -> top-k -> decode -> clip (a box left with no area dropped)
+    -> class-aware NMS -> max detections
+
+The ONNX backend's numpy post-processing (``pipeline/np_postprocess.py``) runs the same order with the
+same comparisons (``>=`` for the score threshold, IoU ``>`` nms_iou suppresses); with ``clip`` set to
+each image's area inside the letterbox both give the same boxes (``tests/test_postprocess_parity.py``).
 
 NMS is ``torchvision.ops.nms`` where torchvision is installed, else the pure-torch fixed point
 below (``nms_keep``); both give greedy NMS's answer.  Every model exposes ``raw(x) -> (params (B, N, 4), scores (B, N, C), priors (N, 5))`` and
@@ -133,9 +138,11 @@ def postprocess_packed(
     input_hw: tuple[int, int],
     cfg: PostprocessConfig,
     nms: str = "auto",
+    clip: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(B, N, 4) params, (B, N, C) scores, (N, 5) priors -> the kept boxes of the whole batch:
     xyxy (M, 4), score (M,), class (M,), image index (M,), image-major and by score inside an image.
+    ``clip`` (B, 4) x0, y0, x1, y1: each image's area in the network input (its letterbox); None: the input.
 
     Everything stays on the input device, so a caller copies the final boxes back in one transfer.
     """
@@ -144,19 +151,24 @@ def postprocess_packed(
     # score threshold -> top-k: top-k of all boxes, then mask the ones under the threshold
     k = min(cfg.pre_nms_topk, n)
     top_score, top_idx = best.topk(k, dim=1)  # (B, k), sorted high -> low
-    valid = top_score > cfg.score_threshold  # (B, k)
+    valid = top_score >= cfg.score_threshold  # (B, k)
     k_used = int(valid.sum(dim=1).max().item()) if b else 0  # longest surviving list in the batch
     top_score, top_idx, valid = top_score[:, :k_used], top_idx[:, :k_used], valid[:, :k_used]
     top_cls = cls.gather(1, top_idx)  # (B, k_used)
     # decode only the survivors
     sel_params = params.gather(1, top_idx[:, :, None].expand(-1, -1, params.shape[2]))  # (B, k_used, 4)
     boxes = decode(sel_params, priors[top_idx])  # priors[top_idx]: (B, k_used, 5) -> boxes (B, k_used, 4)
-    # clip to the network input
-    h, w = input_hw
-    boxes = torch.stack(
-        (boxes[..., 0].clamp(0, w), boxes[..., 1].clamp(0, h), boxes[..., 2].clamp(0, w), boxes[..., 3].clamp(0, h)),
-        dim=-1,
-    ).float()  # (B, k_used, 4)
+    # clip to each image's area in the network input (default: the whole input)
+    if clip is None:
+        h, w = input_hw
+        lo = boxes.new_zeros(1, 1, 2)
+        hi = torch.tensor([w, h], dtype=boxes.dtype, device=boxes.device).view(1, 1, 2)
+    else:
+        clip = clip.to(boxes.device, boxes.dtype)
+        lo, hi = clip[:, None, :2], clip[:, None, 2:]                  # (B, 1, 2)
+    lo4, hi4 = torch.cat((lo, lo), dim=-1), torch.cat((hi, hi), dim=-1)
+    boxes = torch.minimum(torch.maximum(boxes, lo4), hi4).float()     # (B, k_used, 4)
+    valid = valid & (boxes[..., 2] > boxes[..., 0]) & (boxes[..., 3] > boxes[..., 1])   # no area: no detection
     keep = nms_keep(boxes, top_cls, valid, cfg.nms_iou, nms)  # (B, k_used)
     keep &= keep.cumsum(dim=1) <= cfg.max_detections  # the best max_detections of each image
     img, pos = keep.nonzero(as_tuple=True)  # image-major, still sorted by score inside an image
@@ -171,12 +183,13 @@ def postprocess(
     input_hw: tuple[int, int],
     cfg: PostprocessConfig,
     nms: str = "auto",
+    clip: torch.Tensor | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """(B, N, 4) params, (B, N, C) scores, (N, 5) priors -> per image (xyxy (M, 4), score (M,), class (M,)).
 
     Boxes stay in network-input pixels and on the input device; the caller undoes the letterbox.
     """
-    xyxy, score, cls, img = postprocess_packed(params, scores, priors, decode, input_hw, cfg, nms)
+    xyxy, score, cls, img = postprocess_packed(params, scores, priors, decode, input_hw, cfg, nms, clip)
     counts = torch.bincount(img, minlength=scores.shape[0]).tolist()
     return list(zip(xyxy.split(counts), score.split(counts), cls.split(counts)))
 

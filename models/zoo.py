@@ -19,17 +19,16 @@ RELEASE = "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1
 
 @dataclass(frozen=True)
 class ZooEntry:
-    url: str
-    input_size: tuple[int, int]
+    url: str   # the input size is the variant's (configs/models/<name>.yaml), not repeated here
     classes: str
     size_bytes: int | None = None  # None: not known here, not checked
     sha256: str | None = None
 
 
 ZOO: dict[str, ZooEntry] = {
-    "yolox_nano": ZooEntry(f"{RELEASE}/yolox_nano.pth", (416, 416), "coco"),
-    "yolox_tiny": ZooEntry(f"{RELEASE}/yolox_tiny.pth", (416, 416), "coco"),
-    "yolox_s": ZooEntry(f"{RELEASE}/yolox_s.pth", (640, 640), "coco"),
+    "yolox_nano": ZooEntry(f"{RELEASE}/yolox_nano.pth", "coco"),
+    "yolox_tiny": ZooEntry(f"{RELEASE}/yolox_tiny.pth", "coco"),
+    "yolox_s": ZooEntry(f"{RELEASE}/yolox_s.pth", "coco"),
 }
 
 

@@ -61,7 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="files: no faster than their timestamps (every frame is still processed); "
                         "live sources always run at their own pace")
     p.add_argument("--conf", "--score-threshold", dest="score_threshold", type=float, metavar="SCORE",
-                   help="detector score threshold, 0..1 (default 0.3)")
+                   help="detector score threshold, 0..1 (default 0.3; with tracking on, boxes down to "
+                        "tracker.low_score reach the tracker's second pass, new tracks still need tracker.new_track)")
     p.add_argument("--classes", metavar="A,B",
                    help="keep only these classes: names or COCO ids, e.g. car,person or 2,0")
     p.add_argument("--device", help=f"{DEVICE_CHOICES} (default auto: CUDA when present)")

@@ -372,7 +372,8 @@ def model_overrides(model: str) -> dict:
         return {f"detector.{k}": v for k, v in detector_preset(model).items()}
     if path.suffix == ".onnx":
         return {"detector.backend": "onnx", "detector.model": str(path.resolve()), "detector.format": "auto"}
-    return {"detector.backend": "torch", "detector.model": model}
+    # format describes the shipped ONNX file's outputs; a torch model decodes its own (pipeline/build.py)
+    return {"detector.backend": "torch", "detector.model": model, "detector.format": "auto"}
 
 
 def detector_preset(name_or_path: str) -> dict:

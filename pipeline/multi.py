@@ -13,7 +13,7 @@ from typing import Sequence
 
 from .batching import SharedDetector
 from .config import AppConfig
-from .onnx_detector import build_detector
+from .build import build_detector, detector_config
 from .outputs import refuse_overwriting_inputs
 from .runner import Runner, interrupt_reason, output_flags
 from .stages import StageError
@@ -46,7 +46,7 @@ class MultiRunner:
         self.log = log
         for i in range(len(specs)):       # no stream's output may be any stream's input
             refuse_overwriting_inputs(output_flags(per_source_config(cfg, i, len(specs), specs[i])), specs)
-        base = detector if detector is not None else build_detector(cfg.detector)
+        base = detector if detector is not None else build_detector(detector_config(cfg))
         self.shared = SharedDetector(base, max_batch=max_batch or max(len(specs), 1) * cfg.detector.batch)
         self.runners: list[Runner] = []
         try:

@@ -18,8 +18,9 @@ frames' aspect ratio would want another); a dynamic-shape file gets, per frame s
 input_size) as the long side, the short side following the frame.  ``detector.input_size`` fixes a
 dynamic file's shape instead.  The input must be (batch, 3, H, W).
 
-Post-processing order: score threshold -> top-k -> class-aware NMS -> max
-detections -> letterbox undone and boxes clipped to the image.
+Post-processing (``pipeline/np_postprocess.py``, the torch backend's order and comparison): score
+threshold (>=) -> top-k -> decode -> letterbox undone, clipped to the image -> class-aware NMS -> max
+detections.
 """
 from __future__ import annotations
 
@@ -34,8 +35,10 @@ import cv2
 import numpy as np
 
 from .config import DetectorConfig
-from .configtools import ConfigError, from_mapping
+from .configtools import ConfigError
 from .detector import COCO_NAMES, Batch, Letterbox, frame_input_shape
+from .model_file import file_wins
+from .np_postprocess import nms_per_class, select
 from .records import Detections
 
 
@@ -54,22 +57,6 @@ def letterbox_image(image: np.ndarray, lb: Letterbox, in_h: int, in_w: int, pad_
     x0, y0 = int(lb.pad_x), int(lb.pad_y)
     canvas[y0:y0 + new_h, x0:x0 + new_w] = resized
     return canvas
-
-
-def nms_per_class(xyxy: np.ndarray, score: np.ndarray, class_id: np.ndarray, iou: float) -> np.ndarray:
-    """Class-aware NMS; returns kept indices sorted by descending score.
-
-    Boxes of different classes never suppress each other: each class is shifted
-    by a large offset before one OpenCV NMS call.
-    """
-    if len(xyxy) == 0:
-        return np.zeros(0, np.int64)
-    offset = (class_id.astype(np.float32) * (float(xyxy.max()) + 1.0))[:, None]
-    shifted = xyxy + offset
-    xywh = np.concatenate([shifted[:, :2], shifted[:, 2:] - shifted[:, :2]], axis=1)
-    keep = cv2.dnn.NMSBoxes(xywh.tolist(), score.tolist(), 0.0, iou)
-    keep = np.asarray(keep, np.int64).reshape(-1)
-    return keep[np.argsort(-score[keep], kind="stable")]
 
 
 def _grid(in_h: int, in_w: int, strides: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -117,10 +104,10 @@ class OnnxDetector:
         except Exception as e:  # onnxruntime raises its own exception types
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise DetectorError(f"detector model {path} is not a loadable ONNX model ({first}); pass a valid .onnx file") from None
+        self.notes: list[str] = []       # one-line notes printed once (shape choices, file vs config)
         meta = self._read_metadata(path)
         cfg = self._apply_metadata(cfg, meta)
         self.cfg = cfg
-        self.notes: list[str] = []       # one-line notes printed once (shape choices)
         self.input_name = self.session.get_inputs()[0].name
         self._setup_shape(cfg, path, meta)
         if cfg.format == "auto":
@@ -147,15 +134,10 @@ class OnnxDetector:
             raise DetectorError(f"detector model {path}: its 'dashtrack' metadata is not a JSON object; re-export it")
         return info
 
-    @staticmethod
-    def _apply_metadata(cfg: DetectorConfig, info: dict) -> DetectorConfig:
-        """The file's preprocessing wins over the config; its input_size is only a default (``_setup_shape``)."""
-        if not info:
-            return cfg
-        fields = {f.name for f in dataclasses.fields(DetectorConfig)} - {"input_size", "imgsz"}
-        merged = dataclasses.asdict(cfg)
-        merged.update({k: v for k, v in info.items() if k in fields})
-        return from_mapping(DetectorConfig, merged, f"{cfg.model} metadata")
+    def _apply_metadata(self, cfg: DetectorConfig, info: dict) -> DetectorConfig:
+        """The file's preprocessing wins over the config (``pipeline.model_file``); its input_size is only a
+        default (``_setup_shape``)."""
+        return file_wins(cfg, info, Path(cfg.model).name, self._note)
 
     def _setup_shape(self, cfg: DetectorConfig, path: Path, meta: dict) -> None:
         """Fixed (``fixed_shape``) or per-frame-size (``imgsz`` + ``stride``) input; see ``input_shape``."""
@@ -280,73 +262,49 @@ class OnnxDetector:
         return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
 
     def postprocess(self, raw: list[np.ndarray], batch: Batch) -> list[Detections]:
-        boxes, scores = self._decode(raw, batch.data.shape[2:])   # (B, N, 4) input pixels, (B, N, C)
-        return [self._select(boxes[i], scores[i], batch.letterboxes[i]) for i in range(len(batch))]
+        scores, rows = self._decode(raw, batch.data.shape[2:])   # (B, N, C), rows(i, idx) -> (K, 4) input pixels
+        cfg = self.cfg
+        return [select(scores[i], lambda idx, i=i: rows(i, idx), batch.letterboxes[i], self._keep_mask,
+                       cfg.score_threshold, cfg.top_k, cfg.nms_iou, cfg.max_detections) for i in range(len(batch))]
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         batch = self.preprocess(images)
         return self.postprocess(self.infer(batch), batch)
 
     # -- decoding ------------------------------------------------------------------
-    def _decode(self, raw: list[np.ndarray], in_hw) -> tuple[np.ndarray, np.ndarray]:
+    def _decode(self, raw: list[np.ndarray], in_hw):
+        """(B, N, C) class scores and ``rows(i, idx)``: the xyxy boxes (input pixels) of image i's rows idx,
+        decoded only for the rows that pass the threshold and top-k."""
         fmt = self.cfg.format
         if fmt == "decoded":
             out = raw[0]                                   # (B, N, 4 + C)
-            return out[..., :4], out[..., 4:]
+            return out[..., 4:], lambda i, idx: out[i, idx, :4]
         key = (int(in_hw[0]), int(in_hw[1]))
         if key not in self._grids:
             self._grids[key] = _grid(key[0], key[1], (8, 16, 32))
         cells, strides = self._grids[key]
         if fmt == "yolox":
             out = raw[0]                                   # (B, N, 5 + C)
-            s = strides[None, :, None]                     # (1, N, 1)
-            cxcy = (out[..., 0:2] + cells[None]) * s
-            wh = np.exp(np.clip(out[..., 2:4], -10.0, 10.0)) * s
-            boxes = np.concatenate([cxcy - wh / 2, cxcy + wh / 2], axis=-1)
-            return boxes, out[..., 5:] * out[..., 4:5]
+
+            def yolox_rows(i: int, idx: np.ndarray) -> np.ndarray:
+                r, s = out[i, idx], strides[idx, None]     # (K, 5 + C), (K, 1)
+                cxcy = (r[:, 0:2] + cells[idx]) * s
+                wh = np.exp(np.clip(r[:, 2:4], -10.0, 10.0)) * s
+                return np.concatenate([cxcy - wh / 2, cxcy + wh / 2], axis=-1)
+
+            return out[..., 5:] * out[..., 4:5], yolox_rows
         # nanodet: outputs are 3 score tensors then 3 distribution tensors
         scores = np.concatenate(raw[:3], axis=1)           # (B, N, C)
-        dist = np.concatenate(raw[3:], axis=1)             # (B, N, 4 * bins)
-        bins = dist.shape[-1] // 4
-        dist = dist.reshape(dist.shape[0], dist.shape[1], 4, bins)
-        dist = np.exp(dist - dist.max(-1, keepdims=True))
-        dist /= dist.sum(-1, keepdims=True)
-        ltrb = (dist * np.arange(bins, dtype=np.float32)).sum(-1) * strides[None, :, None]
-        centre = cells[None] * strides[None, :, None] + (strides[None, :, None] - 1) / 2
-        boxes = np.concatenate([centre - ltrb[..., :2], centre + ltrb[..., 2:]], axis=-1)
-        return boxes, scores
+        dist_all = np.concatenate(raw[3:], axis=1)         # (B, N, 4 * bins)
+        bins = dist_all.shape[-1] // 4
 
-    def _select(self, boxes: np.ndarray, scores: np.ndarray, lb: Letterbox) -> Detections:
-        cfg = self.cfg
-        scores = np.where(self._keep_mask[None, :], scores, 0.0)   # (N, C) class filter
-        class_id = scores.argmax(1)
-        score = scores[np.arange(len(scores)), class_id]
-        idx = np.flatnonzero(score >= cfg.score_threshold)          # 1. score threshold
-        if len(idx) > cfg.top_k:                                    # 2. top-k
-            idx = idx[np.argpartition(-score[idx], cfg.top_k)[: cfg.top_k]]
-        xyxy = lb.to_image(boxes[idx].astype(np.float32))           # 3. decoded: undo letterbox, clip
-        keep = nms_per_class(xyxy, score[idx], class_id[idx], cfg.nms_iou)[: cfg.max_detections]  # 4-5
-        idx = idx[keep]
-        return Detections(xyxy[keep], score[idx], class_id[idx])
+        def nanodet_rows(i: int, idx: np.ndarray) -> np.ndarray:
+            dist = dist_all[i, idx].reshape(len(idx), 4, bins)
+            dist = np.exp(dist - dist.max(-1, keepdims=True))
+            dist /= dist.sum(-1, keepdims=True)
+            s = strides[idx, None]
+            ltrb = (dist * np.arange(bins, dtype=np.float32)).sum(-1) * s
+            centre = cells[idx] * s + (s - 1) / 2
+            return np.concatenate([centre - ltrb[:, :2], centre + ltrb[:, 2:]], axis=-1)
 
-
-def build_detector(cfg: DetectorConfig):
-    """The detector a config names: the ONNX backend, or ``models.build_detector`` for torch."""
-    if cfg.backend == "onnx" or cfg.model.endswith(".onnx"):
-        return OnnxDetector(cfg if cfg.backend == "onnx" else dataclasses.replace(cfg, backend="onnx"))
-    try:
-        from models import build_detector as build_torch
-    except ImportError as e:
-        raise DetectorError(f"the torch detector backend is unavailable ({e}); use an ONNX model") from None
-    device = cfg.device
-    if device == "auto":
-        import torch
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    classes = cfg.classes or None
-    try:
-        return build_torch(cfg.model, device=device, score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou,
-                           max_detections=cfg.max_detections, classes=classes, half=cfg.half,
-                           imgsz=cfg.imgsz, input_size=cfg.input_size)
-    except (OSError, ValueError, RuntimeError, KeyError) as e:   # CheckpointError is a ValueError
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise DetectorError(f"--model {cfg.model}: {message}") from None
+        return scores, nanodet_rows

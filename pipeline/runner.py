@@ -19,7 +19,7 @@ from .crops import build_crops
 from .detector import Detector
 from .detector_stages import batched_stages, crop_stages, frame_stages
 from .display import Preview, display_available
-from .onnx_detector import build_detector
+from .build import build_detector, build_tracker, detector_config
 from .drawing import draw_detections, draw_hud, track_color
 from .outputs import OutputError, refuse_overwriting_inputs
 from .records import Packet
@@ -28,16 +28,6 @@ from .sinks import Drawn, Output, RunInfo, build_outputs, check_output
 from .stages import END, Chain, StageError, StageSpec
 from .stats import Stats
 from .trails import Trails
-
-
-def build_tracker(cfg: AppConfig, class_names=None):
-    """The configured tracker, or None when tracking is off; ``class_names``: the
-    detector's (the tracker's class groups are by name; None: COCO's)."""
-    if not cfg.pipeline.track:
-        return None
-    from trackers import KalmanTracker
-
-    return KalmanTracker(cfg.tracker, class_names)
 
 
 class Terminated(KeyboardInterrupt):
@@ -69,7 +59,7 @@ class Runner:
         self.chain: Chain | None = None
         self.progress = None
         try:
-            self.detector = detector if detector is not None else build_detector(cfg.detector)
+            self.detector = detector if detector is not None else build_detector(detector_config(cfg))
             self.tracker = tracker if tracker is not None else build_tracker(cfg, self.detector.class_names)
             self.show = self._want_window()
             self._open_outputs([check_output(o) for o in outputs])

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from .batching import SharedDetector
+from .build import detector_config
 from .config import AppConfig
 from .configtools import ConfigError
 from .detector import COCO_NAMES
@@ -126,5 +127,6 @@ def describe_run(cfg: AppConfig, detector, source=None) -> str:
     else:
         shape = "input size from the model"
     classes = f", classes {','.join(cfg.detector.classes)}" if cfg.detector.classes else ""
-    return (f"run: {name} ({backend} on {device}), {shape}, score >= {cfg.detector.score_threshold:g}{classes}, "
-            f"tracker {'on' if cfg.pipeline.track else 'off'}")
+    floor = detector_config(cfg, note=lambda _: None).score_threshold          # what the detector really keeps
+    tracker = f"tracker on (new tracks at score >= {cfg.tracker.new_track_score:g})" if cfg.pipeline.track else "tracker off"
+    return f"run: {name} ({backend} on {device}), {shape}, score >= {floor:g}{classes}, {tracker}"

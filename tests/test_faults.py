@@ -215,7 +215,7 @@ def test_file_mode_never_loses_a_frame_over_100_runs(tmp_path, example_video):
     subprocess.run([need_tool("ffmpeg"), "-hide_banner", "-loglevel", "error", "-i", str(example_video),
                     "-frames:v", "6", "-c", "copy", str(clip)], check=True, timeout=60)
     cfg = load_config(DEFAULT_CONFIG, {"output.show": "no", "output.progress": False, "pipeline.queue_size": 1})
-    from pipeline.onnx_detector import build_detector
+    from pipeline.build import build_detector
     det = build_detector(cfg.detector)
     for run in range(100):
         report = Runner(cfg, str(clip), detector=det).run()

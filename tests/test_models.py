@@ -354,14 +354,14 @@ def test_checkpoint_round_trip_and_mismatch_errors(tmp_path):
 def test_zoo_offline_error_and_checksum(tmp_path, monkeypatch):
     from models import zoo
 
-    monkeypatch.setitem(zoo.ZOO, "yolox_nano", zoo.ZooEntry("http://127.0.0.1:9/yolox_nano.pth", (416, 416), "coco"))
+    monkeypatch.setitem(zoo.ZOO, "yolox_nano", zoo.ZooEntry("http://127.0.0.1:9/yolox_nano.pth", "coco"))
     with pytest.raises(RuntimeError, match="yolox_nano:/path/to/yolox_nano.pth"):
         zoo.fetch_weights("yolox_nano", cache_dir=tmp_path, timeout_s=2)
     src = tmp_path / "src.pth"
     src.write_bytes(b"12345")
-    monkeypatch.setitem(zoo.ZOO, "yolox_nano", zoo.ZooEntry(src.as_uri(), (416, 416), "coco", 5, "0" * 64))
+    monkeypatch.setitem(zoo.ZOO, "yolox_nano", zoo.ZooEntry(src.as_uri(), "coco", 5, "0" * 64))
     with pytest.raises(ValueError, match="sha256"):
         zoo.fetch_weights("yolox_nano", cache_dir=tmp_path / "cache")
     assert not list((tmp_path / "cache").iterdir()), "a failed check must not leave a file in the cache"
-    monkeypatch.setitem(zoo.ZOO, "yolox_nano", zoo.ZooEntry(src.as_uri(), (416, 416), "coco", 5))
+    monkeypatch.setitem(zoo.ZOO, "yolox_nano", zoo.ZooEntry(src.as_uri(), "coco", 5))
     assert zoo.fetch_weights("yolox_nano", cache_dir=tmp_path / "cache").read_bytes() == b"12345"

@@ -12,10 +12,20 @@ from trackers import KalmanTracker, TrackerConfig
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_yaml_defaults_match_dataclass():
-    data = yaml.safe_load((ROOT / "configs" / "tracker.yaml").read_text())
+YAML_SECTIONS = [
+    pytest.param(ROOT / "configs" / "tracker.yaml", None, id="tracker_yaml"),
+    pytest.param(ROOT / "configs" / "default.yaml", "tracker", id="default_yaml_tracker_section"),
+]
+
+
+@pytest.mark.parametrize("path, section", YAML_SECTIONS)
+def test_yaml_overrides_never_repeat_dataclass_defaults(path, section):
+    """Tracker defaults live only in TrackerConfig: a YAML key is an override, never a copy of the default."""
+    data = yaml.safe_load(path.read_text()) or {}
+    data = data.get(section) or {} if section else data
     cfg = from_mapping(TrackerConfig, data, "tracker")
-    assert cfg == TrackerConfig()
+    repeats = [k for k, v in data.items() if getattr(TrackerConfig(), k) == getattr(cfg, k)]
+    assert repeats == []
     KalmanTracker(cfg)
 
 

@@ -38,3 +38,27 @@ def test_crop_keeps_the_deployed_scale(cfg, shape, boxes):
 def test_crop_must_be_multiples_of_32(crop):
     with pytest.raises(ValueError, match="augment.crop"):
         AugmentConfig(crop=crop)
+
+
+LETTERBOX_CASES = [
+    pytest.param(1280, 720, (384, 672), "topleft", id="16:9_topleft"),
+    pytest.param(1242, 375, (256, 832), "center", id="kitti_center"),
+    pytest.param(720, 1280, (672, 384), "topleft", id="portrait"),
+]
+
+
+@pytest.mark.parametrize("w, h, in_hw, mode", LETTERBOX_CASES)
+def test_training_scale_is_the_detectors_letterbox(w, h, in_hw, mode):
+    """The training loader scales frames with the one letterbox of both detector backends."""
+    from pipeline.detector import Letterbox
+    from tools.train_data import letterbox_scale
+
+    lb = Letterbox.fit(w, h, in_hw[0], in_hw[1], mode)
+    assert letterbox_scale(w, h, in_hw, mode) == lb.scale_x == lb.scale_y
+
+
+def test_training_refuses_stretch_letterbox():
+    from tools.train_data import letterbox_scale
+
+    with pytest.raises(ValueError, match="stretch"):
+        letterbox_scale(1280, 720, (384, 672), "stretch")

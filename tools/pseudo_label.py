@@ -75,7 +75,7 @@ def load_teacher(spec: str, score_threshold: float, threads: int = 0) -> Teacher
     """A preset name (yolox_nano, nanodet_m), an .onnx file, or a models/ spec (torch backend)."""
     from pipeline.config import DetectorConfig, detector_preset
     from pipeline.configtools import ConfigError, from_mapping
-    from pipeline.onnx_detector import DetectorError, build_detector
+    from pipeline.build import DetectorError, build_detector
 
     try:
         if spec in PRESETS:
@@ -86,9 +86,9 @@ def load_teacher(spec: str, score_threshold: float, threads: int = 0) -> Teacher
             section = dict(detector_preset(spec))
         else:
             section = {"backend": "torch", "model": spec, "classes": []}
-        section.update(score_threshold=score_threshold, max_detections=300, threads=threads)
+        section.update(score_threshold=score_threshold, max_detections=300)
         if section.get("backend", "onnx") == "onnx":
-            section["classes"] = list(DASHCAM_NAMES)
+            section.update(classes=list(DASHCAM_NAMES), threads=threads)   # onnxruntime threads
         cfg = from_mapping(DetectorConfig, section, "teacher")
         if cfg.backend == "onnx" and not Path(cfg.model).is_file():
             raise LabelError(f"teacher {spec}: model file {cfg.model} not found")

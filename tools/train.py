@@ -105,7 +105,7 @@ def load_split(entries, spec: ModelSpec, aug: AugmentConfig, progress: bool) -> 
         root = prepare(e, progress)
         # cache at the largest scale a sample can take (letterbox scale x jitter max), never above native
         sizes = _first_image_size(root)
-        r0 = letterbox_scale(sizes[0], sizes[1], spec.input_size)
+        r0 = letterbox_scale(sizes[0], sizes[1], spec.input_size, spec.preprocess.letterbox)
         frames += load_frames(root, e.select, max_scale=r0 * max(aug.scale[1], 1.0) * 1.05)
     return frames
 
@@ -249,7 +249,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True, log=
             idx = order[b * s.batch_size:(b + 1) * s.batch_size]
             canvases, targets = [], []
             for i in idx:
-                img, boxes, cls = augment(train_frames[i], spec.input_size, cfg.augment, rng, p.pad_value)
+                img, boxes, cls = augment(train_frames[i], spec.input_size, cfg.augment, rng, p.pad_value, p.letterbox)
                 canvases.append(img)
                 targets.append((torch.from_numpy(boxes).to(device), torch.from_numpy(cls).to(device)))
             x = torch.from_numpy(to_tensor_batch(canvases, p.color, p.mean, p.std)).to(device)

@@ -26,6 +26,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from pipeline.detector import Letterbox
 from tools.datasets import DASHCAM_NAMES, DatasetError, ImageLabels, canonical_class
 from tools.label_formats import read_yolo
 
@@ -127,16 +128,21 @@ def load_frames(root: Path, select: str, max_scale: float) -> list[Frame]:
     return frames
 
 
-def letterbox_scale(w: int, h: int, in_hw: tuple[int, int]) -> float:
-    return min(in_hw[0] / h, in_hw[1] / w)
+def letterbox_scale(w: int, h: int, in_hw: tuple[int, int], mode: str = "topleft") -> float:
+    """The scale of a w x h frame in the ``in_hw`` network input: the one letterbox of the detectors
+    (``pipeline.detector.Letterbox.fit``, the model's ``preprocess.letterbox``), so training sees objects
+    at the size inference gives them.  Training pastes with one scale, so ``stretch`` is refused."""
+    if mode == "stretch":
+        raise ValueError("preprocess.letterbox 'stretch' scales the axes apart; training needs topleft or center")
+    return Letterbox.fit(w, h, in_hw[0], in_hw[1], mode).scale_x
 
 
 def augment(frame: Frame, in_hw: tuple[int, int], cfg: AugmentConfig, rng: np.random.Generator,
-            pad_value: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            pad_value: float, letterbox: str = "topleft") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One training sample: (H, W, 3) uint8 BGR canvas, boxes (M, 4) float32 in input px, classes (M,).
     The frame is scaled as for the ``in_hw`` network input; the window is ``cfg.crop`` or ``in_hw``."""
     ih, iw = cfg.crop or in_hw
-    r0 = letterbox_scale(frame.width, frame.height, in_hw)
+    r0 = letterbox_scale(frame.width, frame.height, in_hw, letterbox)
     if cfg.enabled:
         lo, hi = cfg.scale
         r = r0 * math.exp(rng.uniform(math.log(lo), math.log(hi)))
