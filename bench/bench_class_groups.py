@@ -25,7 +25,7 @@ import numpy as np
 from bench.common import SHARED, markdown_table, write_json
 
 from pipeline.config import load_config
-from pipeline.configtools import ConfigError
+from dashtrack_core.configtools import ConfigError
 from pipeline.build import build_detector
 from pipeline.sources import open_source
 from trackers import KalmanTracker

@@ -41,7 +41,7 @@ from bench.common import REPO, SHARED, markdown_table, write_json
 
 from pipeline.config import DetectorConfig, SourceConfig, load_config  # noqa: E402
 from pipeline.crops import CropDetector, CropPlanner, CropSettings, crop_size_for  # noqa: E402
-from pipeline.records import Detections  # noqa: E402
+from dashtrack_core.records import Detections  # noqa: E402
 from pipeline.tiling import detect_tiled  # noqa: E402
 from tools.datasets import DASHCAM_NAMES, ImageLabels  # noqa: E402
 from tools.detection_metrics import evaluate  # noqa: E402

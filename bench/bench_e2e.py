@@ -32,9 +32,10 @@ from bench.common import REPO, SHARED, Looped, clip_file, markdown_table, write_
 import cv2  # noqa: E402  (common imported cv2 before av)
 
 from pipeline.config import DEFAULT_CONFIG, load_config, model_overrides
-from pipeline.detector import Batch, Letterbox
+from dashtrack_core.detector import Batch, Letterbox
 from pipeline.multi import MultiRunner
-from pipeline.onnx_detector import build_detector, letterbox_image
+from pipeline.build import build_detector
+from pipeline.onnx_detector import letterbox_image
 from pipeline.drawing import draw_detections
 from pipeline.runner import Runner, build_tracker
 

@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.paths import shared_data_dir
+from dashtrack_core.paths import shared_data_dir
 
 DRIVES = ("test_small1.mp4", "test_small2.mp4", "project_video_cut.mp4", "test_video.mp4")
 SPLITS = {"default": [], "1 core/drive": ["--set", "detector.workers=1", "--set", "detector.threads=1"]}

@@ -27,8 +27,8 @@ import cv2  # noqa: E402  (common imported cv2 before av)
 import numpy as np  # noqa: E402
 
 from pipeline.config import DetectorConfig, detector_preset  # noqa: E402
-from pipeline.configtools import from_mapping  # noqa: E402
-from pipeline.onnx_detector import build_detector  # noqa: E402
+from dashtrack_core.configtools import from_mapping  # noqa: E402
+from pipeline.build import build_detector
 from tools.datasets import DASHCAM_NAMES, ImageLabels  # noqa: E402
 from tools.detection_metrics import evaluate  # noqa: E402
 from tools.pseudo_label import LabelConfig, Teacher, label_frame, load_teacher  # noqa: E402

@@ -23,7 +23,7 @@ from bench.common import SHARED, clip_file, markdown_table, write_json
 import cv2  # noqa: E402  (common imported cv2 before av)
 
 from pipeline.config import DEFAULT_CONFIG, load_config
-from pipeline.onnx_detector import build_detector
+from pipeline.build import build_detector
 
 
 def run(det, batches: list, workers: int) -> dict:

@@ -13,7 +13,7 @@ its baseline in the same run:
   ``tools/eval_tracking.py --score-threshold RAW`` is the detector floor there (raw 2.0 = 0.881, the
   default); with the first pass and births held at 0.88 only the second pass sees the extra boxes.
 
-    python bench/bench_low_pass.py [--json bench/results/low_pass_cpu.json] [--no-kitti]
+    python -m bench.bench_low_pass [--json bench/results/low_pass_cpu.json] [--no-kitti]
 """
 from __future__ import annotations
 
@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_class_groups import detect_clip
-from common import SHARED, markdown_table, write_json
+from bench.bench_class_groups import detect_clip
+from bench.common import SHARED, markdown_table, write_json
 
 from pipeline.build import build_detector
 from pipeline.config import load_config
-from pipeline.configtools import ConfigError
+from dashtrack_core.configtools import ConfigError
 from trackers import KalmanTracker
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,7 +96,7 @@ def kitti() -> tuple[dict, list]:
     with tempfile.TemporaryDirectory() as tmp:
         for name, floor, sets in KITTI:
             out = Path(tmp) / "k.json"
-            cmd = [sys.executable, str(REPO / "tools" / "eval_tracking.py"), "--classes", "Car", "--trackers", "ours",
+            cmd = [sys.executable, "-m", "tools.eval_tracking", "--classes", "Car", "--trackers", "ours",
                    "--dropout-frames", "10", "--score-threshold", str(floor), "--json", str(out)]
             for s in sets:
                 cmd += ["--set", s]

@@ -25,7 +25,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from models.registry import build_model, list_variants, load_variant
-from pipeline.paths import shared_data_dir
+from dashtrack_core.paths import shared_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 KITTI = shared_data_dir() / "kitti_tracking" / "label_02"

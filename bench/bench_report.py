@@ -19,7 +19,7 @@ import numpy as np
 
 from bench.common import markdown_table, write_json
 from pipeline.outputs import JsonlWriter
-from pipeline.records import Detections, Frame
+from dashtrack_core.records import Detections, Frame
 from pipeline.report import ReportData, write_report
 
 NAMES = ("person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck")

@@ -21,9 +21,9 @@ from pathlib import Path
 import cv2
 
 from pipeline.config import DetectorConfig, detector_preset
-from pipeline.configtools import from_mapping
+from dashtrack_core.configtools import from_mapping
 from pipeline.onnx_detector import OnnxDetector
-from pipeline.paths import shared_data_dir
+from dashtrack_core.paths import shared_data_dir
 
 FRAMES = shared_data_dir() / "images" / "udacity"
 

@@ -29,7 +29,7 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.common import clip_file, markdown_table  # noqa: E402
-from pipeline.records import Detections  # noqa: E402
+from dashtrack_core.records import Detections  # noqa: E402
 from trackers.eval import peers  # noqa: E402
 
 WARMUP = 20

@@ -32,7 +32,7 @@ import numpy as np
 
 from bench.bench_tracker import WARMUP, scene
 from bench.common import markdown_table, write_json
-from pipeline.records import Detections
+from dashtrack_core.records import Detections
 
 
 def car_truck(n: int, frames: int, seed: int) -> list[Detections]:
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     import yaml
 
     import trackers as ours
-    from pipeline.configtools import ConfigError, from_mapping
+    from dashtrack_core.configtools import ConfigError, from_mapping
     try:
         ours_cfg = from_mapping(ours.TrackerConfig, {k: yaml.safe_load(v) for k, _, v in
                                                      (kv.partition("=") for kv in args.set)}, "tracker")

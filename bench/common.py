@@ -12,8 +12,8 @@ from pathlib import Path
 
 import cv2  # noqa: F401  (before av: see pipeline/__init__.py)
 
-from pipeline.paths import shared_data_dir
-from pipeline.records import Frame
+from dashtrack_core.paths import shared_data_dir
+from dashtrack_core.records import Frame
 from pipeline.sources import Source, open_source
 from tools.tables import markdown_table  # noqa: F401  (the bench scripts import it from here)
 

@@ -16,7 +16,7 @@ import zipfile
 import torch
 from torch import nn
 
-from pipeline.configtools import to_mapping
+from dashtrack_core.configtools import to_mapping
 
 from .registry import ModelSpec, spec_from_mapping
 

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.detector import Batch, Letterbox, frame_input_shape
-from pipeline.records import Detections
+from dashtrack_core.detector import Batch, Letterbox, frame_input_shape
+from dashtrack_core.records import Detections
 
 from .checkpoint import CheckpointError, is_ours, load_state_strict, read_checkpoint, spec_of
 from .device_preprocess import DevicePreprocessor

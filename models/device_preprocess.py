@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pipeline.detector import Letterbox
+from dashtrack_core.detector import Letterbox
 
 
 def check_frame(i: int, image: np.ndarray) -> None:

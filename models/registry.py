@@ -24,7 +24,7 @@ from typing import Callable, Literal
 import yaml
 from torch import nn
 
-from pipeline.configtools import ConfigError, from_mapping
+from dashtrack_core.configtools import ConfigError, from_mapping
 
 from .classes import CLASS_SETS
 from .fastdet import FastDet, FastDetConfig

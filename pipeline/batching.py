@@ -18,8 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .detector import Batch, Detector
-from .records import Detections
+from dashtrack_core.detector import Batch, Detector
+from dashtrack_core.records import Detections
 
 
 def concat_batches(batches: Sequence[Batch]) -> Batch:

@@ -20,7 +20,7 @@ import dataclasses
 from typing import Any, Callable
 
 from .config import DEFAULT_CONFIG, AppConfig, DetectorConfig, load_config
-from .configtools import ConfigError
+from dashtrack_core.configtools import ConfigError
 from .model_file import file_wins, print_note
 from .onnx_detector import DetectorError, OnnxDetector
 from trackers import KalmanTracker

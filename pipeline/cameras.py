@@ -25,7 +25,7 @@ from typing import Iterator
 import cv2
 
 from .config import SourceConfig
-from .records import Frame
+from dashtrack_core.records import Frame
 from .source_base import Source, SourceError
 
 SYSFS_V4L = Path("/sys/class/video4linux")

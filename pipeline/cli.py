@@ -20,7 +20,7 @@ import yaml
 import cv2  # noqa: F401  (cv2 before av: see pipeline/__init__.py)
 
 from .config import DEFAULT_CONFIG, NULL, REPO_ROOT as PACKAGE_ROOT, load_config, model_overrides
-from .configtools import ConfigError
+from dashtrack_core.configtools import ConfigError
 from .onnx_detector import DetectorError
 from .outputs import OutputError
 from .multi import MultiRunner

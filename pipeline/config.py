@@ -16,9 +16,9 @@ from typing import Any, Literal, Mapping
 
 import yaml
 
-from .configtools import ConfigError, from_mapping
-from .detector import DASHCAM_CLASSES
-from .paths import expand_shared
+from dashtrack_core.configtools import ConfigError, from_mapping
+from dashtrack_core.detector import DASHCAM_CLASSES
+from dashtrack_core.paths import expand_shared
 from trackers.config import TrackerConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -99,7 +99,7 @@ class DetectorConfig:
     # Output layout (see pipeline/onnx_detector.py); auto: from the model's metadata and outputs.
     format: Literal["auto", "yolox", "nanodet", "decoded"] = "auto"
     # Network input: ``imgsz`` is its long side, the short side follows each source's aspect ratio
-    # (rounded up to the model's stride; pipeline.detector.frame_input_shape).  A fixed
+    # (rounded up to the model's stride; dashtrack_core.detector.frame_input_shape).  A fixed
     # ``input_size`` (height, width) wins when both are set.  A fixed-shape ONNX file always runs
     # at its own shape.  Both null: the model file's default.
     imgsz: int | None = None
@@ -319,7 +319,7 @@ def read_yaml(path: Path) -> dict:
 
 def resolve_model_path(model: str, base_dir: Path) -> str:
     """A relative model path in a YAML file is relative to that file; names (no slash, no suffix) stay as they are;
-    ``${DASHTRACK_SHARED_DATA}/...`` is in the shared data folder (pipeline/paths.py)."""
+    ``${DASHTRACK_SHARED_DATA}/...`` is in the shared data folder (dashtrack_core/paths.py)."""
     model = expand_shared(model)
     p = Path(model)
     if not model or p.is_absolute() or ("/" not in model and p.suffix == ""):

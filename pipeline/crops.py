@@ -26,9 +26,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .boxes import iou as box_iou
-from .detector import Batch
-from .records import Detections
+from dashtrack_core.boxes import iou as box_iou
+from dashtrack_core.configtools import ConfigError
+from dashtrack_core.detector import Batch
+from dashtrack_core.records import Detections
 from .tiling import crop_image, merge_with_crops, tile_starts
 
 Rect = tuple[int, int, int, int]   # x0, y0, x1, y1 in frame pixels
@@ -239,7 +240,6 @@ def crop_size_for(detector, crop_size: Sequence[int] | None) -> Callable[[int, i
         return lambda width, height: tuple(int(v) for v in inner.input_shape(width, height))
     hw = network_input_hw(inner)
     if hw is None:
-        from .configtools import ConfigError
         raise ConfigError("detector.crop_size: the model has no fixed input size; set detector.crop_size: [H, W]")
     return lambda width, height: hw
 

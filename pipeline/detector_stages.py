@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from .records import Packet, PacketGroup
+from dashtrack_core.records import Packet, PacketGroup
 from .stages import Many, StageSpec
 
 

@@ -7,7 +7,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .records import Detections
+from dashtrack_core.records import Detections
 
 
 def track_color(key: int) -> tuple[int, int, int]:

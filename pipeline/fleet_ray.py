@@ -11,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+from .onnx_detector import cpu_split
 from .fleet_drive import DriveRecord, clear_marker, drive_argv, run_drive
 from .fleet_inputs import Drive
 
@@ -47,8 +48,6 @@ def start_ray(ray, workers: int | None, address: str | None, verbose: bool) -> f
 def task_cpus(cfg, available: float) -> float:
     """CPUs one drive's run keeps busy: its detector's inference workers x threads (the auto split of this
     machine when 0), at most what the cluster has."""
-    from .onnx_detector import cpu_split
-
     workers, threads = cpu_split(cfg.detector)
     return float(max(1, min(workers * threads, int(available) or 1)))
 

@@ -22,7 +22,7 @@ import sys
 from typing import Any, Callable, Mapping
 
 from .config import DetectorConfig
-from .configtools import from_mapping
+from dashtrack_core.configtools import from_mapping
 
 # DetectorConfig fields a model file describes about itself.
 FILE_FIELDS: tuple[str, ...] = ("format", "letterbox", "pad_value", "color", "mean", "std", "class_names")

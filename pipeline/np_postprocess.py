@@ -13,8 +13,8 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from .detector import Letterbox
-from .records import Detections
+from dashtrack_core.detector import Letterbox
+from dashtrack_core.records import Detections
 
 
 def nms_per_class(xyxy: np.ndarray, score: np.ndarray, class_id: np.ndarray, iou: float) -> np.ndarray:

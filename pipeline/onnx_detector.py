@@ -35,11 +35,11 @@ import cv2
 import numpy as np
 
 from .config import DetectorConfig
-from .configtools import ConfigError
-from .detector import COCO_NAMES, Batch, Letterbox, frame_input_shape
+from dashtrack_core.configtools import ConfigError
+from dashtrack_core.detector import COCO_NAMES, Batch, Letterbox, frame_input_shape
 from .model_file import file_wins
 from .np_postprocess import nms_per_class, select
-from .records import Detections
+from dashtrack_core.records import Detections
 
 
 
@@ -78,7 +78,7 @@ def cpu_split(cfg: DetectorConfig) -> tuple[int, int]:
 
 
 class OnnxDetector:
-    """Runs an ONNX detector; implements ``pipeline.detector.Detector``."""
+    """Runs an ONNX detector; implements ``dashtrack_core.detector.Detector``."""
 
     def __init__(self, cfg: DetectorConfig):
         import onnxruntime as ort

@@ -19,8 +19,8 @@ import av
 import cv2
 import numpy as np
 
-from .configtools import ConfigError
-from .records import Detections, Frame
+from dashtrack_core.configtools import ConfigError
+from dashtrack_core.records import Detections, Frame
 
 
 class OutputError(RuntimeError):

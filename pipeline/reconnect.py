@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Callable, Iterator
 
-from .records import Frame
+from dashtrack_core.records import Frame
 from .source_base import Source, SourceError
 
 

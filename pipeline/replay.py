@@ -18,7 +18,7 @@ import dataclasses
 import time
 from typing import Callable, Iterator
 
-from .records import Frame
+from dashtrack_core.records import Frame
 from .source_base import Source
 
 LATE_RESTART_S = 0.25          # a frame later than this restarts the pacing clock

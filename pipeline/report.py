@@ -30,7 +30,7 @@ import numpy as np
 
 from .drawing import draw_detections
 from .outputs import OutputError, probe_stats_json
-from .records import Detections, Frame
+from dashtrack_core.records import Detections, Frame
 from .sources import open_source
 
 THUMBS = 3              # busiest frames kept

@@ -16,18 +16,19 @@ from typing import Any
 
 from .config import AppConfig
 from .crops import build_crops
-from .detector import Detector
+from dashtrack_core.detector import Detector
 from .detector_stages import batched_stages, crop_stages, frame_stages
 from .display import Preview, display_available
 from .build import build_detector, build_tracker, detector_config
 from .drawing import draw_detections, draw_hud, track_color
 from .outputs import OutputError, refuse_overwriting_inputs
-from .records import Packet
+from dashtrack_core.records import Packet
 from .sources import Source, open_source
 from .sinks import Drawn, Output, RunInfo, build_outputs, check_output
 from .stages import END, Chain, StageError, StageSpec
 from .stats import Stats
 from .trails import Trails
+from trackers.health import TrackHealth
 
 
 class Terminated(KeyboardInterrupt):
@@ -75,8 +76,6 @@ class Runner:
         self.batch_size = cfg.detector.batch if policy == "block" else 1
         self.health = None
         if self.tracker is not None:
-            from trackers.health import TrackHealth
-
             tcfg = getattr(self.tracker, "config", None)
             self.health = TrackHealth(end_after_s=getattr(tcfg, "max_coast_seconds", 1.5))
         self.trails = Trails(cfg.output.trail_seconds) if cfg.output.trails else None

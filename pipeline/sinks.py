@@ -26,7 +26,7 @@ import numpy as np
 
 from .config import AppConfig
 from .outputs import JsonlWriter, MotWriter, OutputError, VideoWriter, probe_stats_json, write_stats_json
-from .records import Detections, Frame
+from dashtrack_core.records import Detections, Frame
 from .report import ReportOutput
 from .stats import Stats
 

@@ -11,7 +11,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .records import Frame
+from dashtrack_core.records import Frame
 
 MIN_FRAME_SIDE = 16        # smaller frames cannot be letterboxed into a detector input
 

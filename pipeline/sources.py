@@ -28,7 +28,7 @@ import numpy as np
 
 from .config import SourceConfig
 from . import cameras
-from .records import Frame
+from dashtrack_core.records import Frame
 from .reconnect import ReconnectingSource
 from .replay import LoopedSource, PacedSource
 from .source_base import MIN_FRAME_SIDE, Source, SourceError  # noqa: F401  (re-exported)

@@ -16,8 +16,8 @@ from pathlib import Path
 from .batching import SharedDetector
 from .build import detector_config
 from .config import AppConfig
-from .configtools import ConfigError
-from .detector import COCO_NAMES
+from dashtrack_core.configtools import ConfigError
+from dashtrack_core.detector import COCO_NAMES
 
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"

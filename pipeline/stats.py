@@ -7,6 +7,8 @@ from collections import Counter, deque
 
 import numpy as np
 
+from trackers.health import format_health
+
 # Samples kept per series: enough for stable p99, bounded for long runs.
 WINDOW = 20000
 
@@ -171,8 +173,6 @@ def format_table(report: dict) -> str:
                      f"({n / max(report['frames_out'], 1):.2f} per frame)")
     drops = ", ".join(f"{k}: {v}" for k, v in sorted(report["dropped"].items())) or "none"
     if report.get("tracking"):
-        from trackers.health import format_health
-
         lines.append(format_health(report["tracking"]))
     lines.append(
         f"frames in {report['frames_in']}, out {report['frames_out']}, dropped {sum(report['dropped'].values())} ({drops}); "

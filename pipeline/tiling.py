@@ -15,9 +15,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .boxes import iou as box_iou
+from dashtrack_core.boxes import iou as box_iou
 from .onnx_detector import nms_per_class
-from .records import Detections
+from dashtrack_core.records import Detections
 
 
 # -- tiling ------------------------------------------------------------------------

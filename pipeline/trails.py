@@ -6,7 +6,7 @@ from collections import deque
 import cv2
 import numpy as np
 
-from .records import Detections
+from dashtrack_core.records import Detections
 
 
 class Trails:

@@ -11,7 +11,7 @@ import av  # noqa: F401  (before cv2)
 import numpy as np
 import pytest
 
-from pipeline.paths import shared_data_dir  # the repo is on sys.path: pytest's pythonpath (pyproject.toml)
+from dashtrack_core.paths import shared_data_dir  # the repo is on sys.path: pytest's pythonpath (pyproject.toml)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,7 +55,7 @@ def yolox_cfg():
     """The YOLOX-Nano teacher's detector config."""
     need(YOLOX_ONNX)
     from pipeline.config import DetectorConfig, detector_preset
-    from pipeline.configtools import from_mapping
+    from dashtrack_core.configtools import from_mapping
 
     return from_mapping(DetectorConfig, detector_preset("yolox_nano"), "detector")
 
@@ -64,7 +64,7 @@ def yolox_cfg():
 def yolox():
     need(YOLOX_ONNX)
     from pipeline.config import DetectorConfig, detector_preset
-    from pipeline.configtools import from_mapping
+    from dashtrack_core.configtools import from_mapping
     from pipeline.onnx_detector import OnnxDetector
 
     return OnnxDetector(from_mapping(DetectorConfig, detector_preset("yolox_nano"), "detector"))

@@ -5,8 +5,8 @@ import pytest
 
 from conftest import TEACHERS, need
 from pipeline.config import DEFAULT_CONFIG, load_config, model_overrides
-from pipeline.configtools import ConfigError
-from pipeline.records import PacketGroup
+from dashtrack_core.configtools import ConfigError
+from dashtrack_core.records import PacketGroup
 from pipeline.runner import Runner
 
 pytestmark = pytest.mark.timeout(300)

@@ -1,10 +1,10 @@
-"""pipeline.boxes: the numpy box arithmetic shared by the tracker and the tools."""
+"""dashtrack_core.boxes: the numpy box arithmetic shared by the tracker and the tools."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline import boxes
+from dashtrack_core import boxes
 
 CASES = [
     # name, a, b, expected IoU

@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.build import COMMON, PREPROCESS, UNUSED, build_detector, check_fields, shipped_detector, torch_arguments
 from pipeline.config import DetectorConfig
-from pipeline.configtools import ConfigError
+from dashtrack_core.configtools import ConfigError
 from pipeline.model_file import FILE_FIELDS, file_wins
 from pipeline.onnx_detector import DetectorError
 

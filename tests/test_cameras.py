@@ -12,7 +12,7 @@ from conftest import need_tool
 from pipeline import cameras
 from pipeline.cameras import resolve_camera
 from pipeline.config import DEFAULT_CONFIG, SourceConfig, load_config
-from pipeline.configtools import ConfigError
+from dashtrack_core.configtools import ConfigError
 from pipeline.sources import SourceError, open_source
 
 pytestmark = pytest.mark.timeout(120)

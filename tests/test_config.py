@@ -1,7 +1,7 @@
 import pytest
 
 from pipeline.config import AppConfig, DEFAULT_CONFIG, load_config
-from pipeline.configtools import ConfigError
+from dashtrack_core.configtools import ConfigError
 
 
 def write(tmp_path, text):

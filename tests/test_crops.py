@@ -9,9 +9,9 @@ import pytest
 
 from conftest import SHARED, YOLOX_ONNX, need
 from pipeline.config import DEFAULT_CONFIG, DetectorConfig, load_config, model_overrides
-from pipeline.configtools import ConfigError, from_mapping
+from dashtrack_core.configtools import ConfigError, from_mapping
 from pipeline.crops import CropPlanner, CropSettings
-from pipeline.records import Detections
+from dashtrack_core.records import Detections
 from pipeline.tiling import merge_with_crops
 
 W, H = 1280, 720

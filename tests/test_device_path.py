@@ -14,7 +14,7 @@ from models.detector import TorchDetector
 from models.device_preprocess import DevicePreprocessor, shape_runs
 from models.postprocess import PostprocessConfig, nms_keep, nms_sorted
 from models.registry import Preprocess
-from pipeline.detector import Letterbox
+from dashtrack_core.detector import Letterbox
 from pipeline.onnx_detector import letterbox_image, nms_per_class
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

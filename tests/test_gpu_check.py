@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO, SHARED
 
 from bench import gpu_check, gpu_steps
-from pipeline.records import Detections
+from dashtrack_core.records import Detections
 
 pytestmark = pytest.mark.timeout(300)
 ROW_KEYS = {"variant", "input_hw", "precision", "batch", "mode", "status"}

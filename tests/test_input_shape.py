@@ -13,9 +13,9 @@ import torch
 
 from conftest import REPO
 from pipeline.config import DetectorConfig, load_config
-from pipeline.configtools import ConfigError
-from pipeline.detector import Batch, Letterbox, frame_input_shape
-from pipeline.records import Detections
+from dashtrack_core.configtools import ConfigError
+from dashtrack_core.detector import Batch, Letterbox, frame_input_shape
+from dashtrack_core.records import Detections
 
 pytest.importorskip("onnx", reason="ONNX export needs the 'onnx' package (pip install onnx)")
 ort = pytest.importorskip("onnxruntime")

@@ -71,7 +71,7 @@ def _clean_env() -> dict:
 @pytest.mark.parametrize("member", [
     "configs/default.yaml", "configs/detectors/dashcam.yaml", "configs/detectors/lite.yaml",
     "models/weights/dashcam.onnx", "models/weights/lite.onnx", "models/weights/LICENSE.YOLOX-Apache-2.0.txt",
-    "pipeline/cli.py",
+    "pipeline/cli.py", "pipeline/command.py", "dashtrack_core/records.py",
 ], ids=["default-config", "dashcam-preset", "lite-preset", "dashcam-weights", "lite-weights", "weights-license",
         "cli-module"])
 @pytest.mark.slow

@@ -15,7 +15,7 @@ from models.fastdet import FastDet, decode_fastdet
 from models.layers import MAX_LOG_SIZE
 from models.postprocess import PostprocessConfig, box_iou, decoded_to_raw, nms_sorted, postprocess
 from models.trunks import MobileNetV2Trunk, deepsort_mobilenetv2_path, load_pretrained_mobilenetv2
-from pipeline.detector import Detector
+from dashtrack_core.detector import Detector
 
 from conftest import SHARED as DATA  # noqa: E402  ($DASHTRACK_SHARED_DATA, else ../shared/data)
 

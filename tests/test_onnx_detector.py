@@ -7,8 +7,8 @@ import pytest
 
 from conftest import SHARED, TEACHERS, need
 from pipeline.config import DetectorConfig, detector_preset
-from pipeline.configtools import ConfigError, from_mapping
-from pipeline.detector import Letterbox
+from dashtrack_core.configtools import ConfigError, from_mapping
+from dashtrack_core.detector import Letterbox
 from pipeline.onnx_detector import DetectorError, OnnxDetector, letterbox_image, nms_per_class
 
 

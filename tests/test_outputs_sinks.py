@@ -14,9 +14,9 @@ import pytest
 
 from conftest import REPO
 from pipeline import sinks
-from pipeline.configtools import ConfigError
+from dashtrack_core.configtools import ConfigError
 from pipeline.outputs import JsonlWriter, OutputError
-from pipeline.records import Detections, Frame
+from dashtrack_core.records import Detections, Frame
 from pipeline.runner import Runner
 from pipeline.stages import StageError
 from test_reliability import VIDEO, cli, config, one_error_line

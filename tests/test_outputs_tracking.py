@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.drawing import WARN_COLOR, draw_detections
 from pipeline.outputs import JsonlWriter, MotWriter
-from pipeline.records import Detections, Frame
+from dashtrack_core.records import Detections, Frame
 
 FRAME = Frame(np.zeros((100, 200, 3), np.uint8), 4, 0.4, "x")
 

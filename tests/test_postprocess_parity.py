@@ -8,7 +8,7 @@ import torch
 
 from models.detector import image_area
 from models.postprocess import PostprocessConfig, decoded_to_raw, postprocess_packed
-from pipeline.detector import Letterbox
+from dashtrack_core.detector import Letterbox
 from pipeline.np_postprocess import select
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import REPO, SHARED, YOLOX_ONNX, car_pixels, grab_screen, need, need_tool, xvfb
 from pipeline.config import load_config
-from pipeline.configtools import ConfigError
+from dashtrack_core.configtools import ConfigError
 from pipeline.display import _XRRMonitorInfo, fit_size, screen_size
 from pipeline.drawing import draw_hud
 from pipeline.stats import Stats, format_table

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.records import Detections
+from dashtrack_core.records import Detections
 from tools.pseudo_label import main
 from tools.tiling import cut_by_inner_edge, detect_tiled, flip_boxes, tile_grid, tile_starts, weighted_boxes_fusion
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipeline.records import Detections, Frame
+from dashtrack_core.records import Detections, Frame
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import SourceConfig
-from pipeline.records import Frame
+from dashtrack_core.records import Frame
 from pipeline.replay import LATE_RESTART_S, LoopedSource, PacedSource
 from pipeline.source_base import Source
 from pipeline.sources import open_source

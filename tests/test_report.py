@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipeline.outputs import OutputError
-from pipeline.records import Detections, Frame
+from dashtrack_core.records import Detections, Frame
 from pipeline.report import THUMBS, ReportData, report_from_outputs, write_report
 from test_reliability import VIDEO, cli
 

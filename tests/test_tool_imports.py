@@ -2,8 +2,9 @@
 ``tools/``, ``bench/`` or ``tests/`` edits ``sys.path``, and every tool and benchmark module imports as
 ``tools.NAME`` / ``bench.NAME`` (the ``python -m`` form).
 
-A plain AST scan for now; the lead replaces the first rule with an import-linter layer contract
-(issue 21 item 1) covering every package.
+A plain AST scan; the first rule is also part of the layer contract over every package
+(tests/test_layers.py, import-linter), which this file does not replace: sys.path edits and the
+module names are checked only here.
 """
 from __future__ import annotations
 

@@ -96,7 +96,7 @@ DEDUP_CASES = [
 
 @pytest.mark.parametrize("name, boxes, scores, classes, max_iou, kept", DEDUP_CASES, ids=[c[0] for c in DEDUP_CASES])
 def test_duplicate_free(name, boxes, scores, classes, max_iou, kept):
-    from pipeline.records import Detections
+    from dashtrack_core.records import Detections
     from trackers.association import duplicate_free
 
     dets = Detections(np.array(boxes, np.float32), np.array(scores, np.float32), np.array(classes, np.int32))
@@ -104,7 +104,7 @@ def test_duplicate_free(name, boxes, scores, classes, max_iou, kept):
 
 
 def test_dedup_option_drops_the_spare_box_before_tracking():
-    from pipeline.records import Detections
+    from dashtrack_core.records import Detections
     from trackers import KalmanTracker, TrackerConfig
 
     two = Detections(np.array([[0, 0, 50, 50], [2, 0, 52, 50]], np.float32), np.array([0.9, 0.8], np.float32),

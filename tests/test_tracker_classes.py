@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.configtools import ConfigError
+from dashtrack_core.configtools import ConfigError
 from pipeline.outputs import JsonlWriter, MotWriter
-from pipeline.detector import COCO_NAMES
-from pipeline.records import Detections, Frame
+from dashtrack_core.detector import COCO_NAMES
+from dashtrack_core.records import Detections, Frame
 from trackers import KalmanTracker, TrackerConfig
 from trackers.classes import ClassGroups, cast_votes
 from trackers.eval import kitti

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pipeline.records import Detections
+from dashtrack_core.records import Detections
 from trackers import KalmanTracker, TrackerConfig
 from trackers.cmc import CameraMotion
 

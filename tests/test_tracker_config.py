@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.configtools import ConfigError, from_mapping
+from dashtrack_core.configtools import ConfigError, from_mapping
 from trackers import KalmanTracker, TrackerConfig
 
 ROOT = Path(__file__).resolve().parents[1]

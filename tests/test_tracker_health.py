@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import DEFAULT_CONFIG, load_config
-from pipeline.records import Detections
+from dashtrack_core.records import Detections
 from pipeline.stats import format_table
 from pipeline.trails import Trails
 from trackers import KalmanTracker, TrackerConfig

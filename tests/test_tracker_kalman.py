@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from filterpy.kalman import KalmanFilter
 
-from pipeline.records import Detections
+from dashtrack_core.records import Detections
 from trackers import KalmanTracker, TrackerConfig
 from trackers.kalman import BoxKalman, box_size, full_covariance, state_box_to_xyxy, xyxy_to_state_box
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.records import Detections
+from dashtrack_core.records import Detections
 from trackers import KalmanTracker, TrackerConfig
 from trackers.kalman import BoxKalman, DIM, box_size
 from trackers.motion import kalman_filter

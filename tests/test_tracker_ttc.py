@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.records import Detections
+from dashtrack_core.records import Detections
 from trackers import KalmanTracker, TrackerConfig
 from trackers.ttc import HorizonEstimator, in_path
 
@@ -135,7 +135,7 @@ def test_horizon_unknown_with_too_few_boxes():
 
 def test_columns_survive_selection_concat_and_jsonl(tmp_path):
     from pipeline.outputs import JsonlWriter
-    from pipeline.records import Frame
+    from dashtrack_core.records import Frame
 
     tracker = KalmanTracker(TrackerConfig(min_hits=1))
     tracker.set_frame_size(W, H)

@@ -11,7 +11,7 @@ import torch
 import yaml
 
 from conftest import REPO, SHARED  # ($DASHTRACK_SHARED_DATA, else ../shared/data)
-from pipeline.configtools import ConfigError
+from dashtrack_core.configtools import ConfigError
 from tools.train import main, train
 from tools.training.config import TrainError, load_config
 

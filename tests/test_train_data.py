@@ -50,7 +50,7 @@ LETTERBOX_CASES = [
 @pytest.mark.parametrize("w, h, in_hw, mode", LETTERBOX_CASES)
 def test_training_scale_is_the_detectors_letterbox(w, h, in_hw, mode):
     """The training loader scales frames with the one letterbox of both detector backends."""
-    from pipeline.detector import Letterbox
+    from dashtrack_core.detector import Letterbox
     from tools.train_data import letterbox_scale
 
     lb = Letterbox.fit(w, h, in_hw[0], in_hw[1], mode)

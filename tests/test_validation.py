@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO
 from pipeline.config import DEFAULT_CONFIG, MAX_QUEUE, NULL, load_config, max_threads
-from pipeline.configtools import ConfigError, _convert
+from dashtrack_core.configtools import ConfigError, _convert
 
 CORES = os.cpu_count() or 1
 

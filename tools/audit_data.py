@@ -47,7 +47,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.boxes import iou as box_iou
+from dashtrack_core.boxes import iou as box_iou
 from tools.datasets import DatasetError, ImageLabels, LabelSet, image_size
 from tools.image_quality import ImageStats, NearDuplicates, image_stats
 from tools.label_formats import FORMATS, read_labels, write_coco, write_yolo

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline import boxes
+from dashtrack_core import boxes
 from tools.datasets import ImageLabels
 
 BUCKETS: tuple[tuple[str, float, float], ...] = (("small", 0, 25), ("medium", 25, 40), ("large", 40, float("inf")))

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.configtools import from_mapping, to_mapping
+from dashtrack_core.configtools import from_mapping, to_mapping
 from tools.tables import markdown_table
 from trackers import TrackerConfig
 from trackers.eval import idsw, kitti, peers, scoring

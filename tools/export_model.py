@@ -18,7 +18,7 @@ from models.checkpoint import load_state_strict
 from models.detector import resolve
 from models.export import export_onnx, export_torchscript
 from models.registry import build_model
-from pipeline.detector import frame_input_shape
+from dashtrack_core.detector import frame_input_shape
 
 
 def main(argv: list[str] | None = None) -> int:

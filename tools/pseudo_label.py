@@ -43,7 +43,7 @@ import cv2  # noqa: F401  (before av, which pipeline imports)
 import numpy as np
 
 import pipeline  # noqa: F401  (imports cv2 before av)
-from pipeline.records import Detections
+from dashtrack_core.records import Detections
 from tools.datasets import DASHCAM_NAMES, ImageLabels
 from tools.label_formats import coco_dict, write_yolo
 from tools.tiling import detect_tiled, flip_boxes, weighted_boxes_fusion
@@ -74,7 +74,7 @@ class Teacher:
 def load_teacher(spec: str, score_threshold: float, threads: int = 0) -> Teacher:
     """A preset name (yolox_nano, nanodet_m), an .onnx file, or a models/ spec (torch backend)."""
     from pipeline.config import DetectorConfig, detector_preset
-    from pipeline.configtools import ConfigError, from_mapping
+    from dashtrack_core.configtools import ConfigError, from_mapping
     from pipeline.build import DetectorError, build_detector
 
     try:

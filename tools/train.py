@@ -60,7 +60,7 @@ import torch
 from models.checkpoint import save_checkpoint
 from models.export import export_onnx
 from models.registry import ModelSpec, build_model
-from pipeline.configtools import ConfigError, to_mapping
+from dashtrack_core.configtools import ConfigError, to_mapping
 from tools.datasets import DASHCAM_NAMES, DatasetError
 from tools.train_data import AugmentConfig, Frame, augment, letterbox_scale, load_frames, to_tensor_batch
 from tools.training.config import (DatasetEntry, Schedule, TrainConfig, TrainError,

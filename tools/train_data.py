@@ -26,7 +26,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from pipeline.detector import Letterbox
+from dashtrack_core.detector import Letterbox
 from tools.datasets import DASHCAM_NAMES, DatasetError, ImageLabels, canonical_class
 from tools.label_formats import read_yolo
 
@@ -130,7 +130,7 @@ def load_frames(root: Path, select: str, max_scale: float) -> list[Frame]:
 
 def letterbox_scale(w: int, h: int, in_hw: tuple[int, int], mode: str = "topleft") -> float:
     """The scale of a w x h frame in the ``in_hw`` network input: the one letterbox of the detectors
-    (``pipeline.detector.Letterbox.fit``, the model's ``preprocess.letterbox``), so training sees objects
+    (``dashtrack_core.detector.Letterbox.fit``, the model's ``preprocess.letterbox``), so training sees objects
     at the size inference gives them.  Training pastes with one scale, so ``stretch`` is refused."""
     if mode == "stretch":
         raise ValueError("preprocess.letterbox 'stretch' scales the axes apart; training needs topleft or center")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from pipeline.boxes import area as _area
-from pipeline.boxes import iou
+from dashtrack_core.boxes import area as _area
+from dashtrack_core.boxes import iou
 
 __all__ = ["assign", "centre_similarity", "duplicate_free", "giou", "iou", "size_ratio_ok", "SIMILARITIES"]
 

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.detector import COCO_NAMES
+from dashtrack_core.detector import COCO_NAMES
 
 
 class ClassGroups:

@@ -1,6 +1,6 @@
 """TrackerConfig: every threshold of the Kalman tracker as a named, typed field.
 
-Built from YAML with ``pipeline.configtools.from_mapping(TrackerConfig, d, "tracker")``.
+Built from YAML with ``dashtrack_core.configtools.from_mapping(TrackerConfig, d, "tracker")``.
 Scores are the detector's scores in [0, 1]; times are seconds (never frames),
 so skipped frames and variable frame rates need no special case.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pipeline.configtools import ConfigError
+from dashtrack_core.configtools import ConfigError
 
 
 @dataclass(frozen=True)

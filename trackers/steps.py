@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from pipeline.records import Detections
+from dashtrack_core.records import Detections
 
 from .classes import add_votes, born_votes
 from .kalman import DIM, state_box_to_xyxy, xyxy_to_state_box

@@ -31,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.records import Detections
+from dashtrack_core.records import Detections
 
 from .association import SIMILARITIES, duplicate_free
 from .classes import ClassGroups

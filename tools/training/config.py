@@ -14,7 +14,7 @@ import yaml
 from models.loss import LossConfig, check_assignment
 from models.registry import ModelSpec, load_variant, spec_from_mapping
 from models.yolox_loss import YoloxLossConfig
-from pipeline.configtools import ConfigError, from_mapping, to_mapping
+from dashtrack_core.configtools import ConfigError, from_mapping, to_mapping
 from tools.train_data import AugmentConfig
 
 ROOT = Path(__file__).resolve().parents[2]

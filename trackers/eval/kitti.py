@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.records import Detections
+from dashtrack_core.paths import shared_data_dir
+from dashtrack_core.records import Detections
 
 from ..association import iou
 
@@ -38,8 +39,6 @@ def frame_size(seq: str) -> tuple[int, int]:
 
 def default_root() -> Path:
     """``../shared/data/kitti_tracking`` beside the repository root (or under $DASHTRACK_SHARED_DATA)."""
-    from pipeline.paths import shared_data_dir
-
     return shared_data_dir() / "kitti_tracking"
 
 

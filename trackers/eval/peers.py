@@ -10,7 +10,7 @@ import importlib.util
 
 import numpy as np
 
-from pipeline.records import Detections
+from dashtrack_core.records import Detections
 
 from .. import KalmanTracker, TrackerConfig
 

@@ -179,7 +179,7 @@ def _concat_columns(parts: list[Detections]) -> dict | None:
 class Packet:
     """What flows between stages: a frame and what the stages so far made of it.
 
-    batch:      the preprocessed network input (``pipeline.detector.Batch``).
+    batch:      the preprocessed network input (``dashtrack_core.detector.Batch``).
     raw:        the network's raw output.
     detections: boxes after decode + NMS, with track ids after the tracking stage.
     """
