@@ -73,7 +73,7 @@ def _clean_env() -> dict:
     "models/weights/dashcam.onnx", "models/weights/lite.onnx", "models/weights/LICENSE.YOLOX-Apache-2.0.txt",
     "pipeline/cli.py", "pipeline/command.py", "dashtrack_core/records.py",
 ], ids=["default-config", "dashcam-preset", "lite-preset", "dashcam-weights", "lite-weights", "weights-license",
-        "cli-module"])
+        "cli-module", "command-module", "ground-package"])
 @pytest.mark.slow
 def test_wheel_carries(wheel, member):
     with zipfile.ZipFile(wheel) as z:
