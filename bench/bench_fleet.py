@@ -45,6 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--drives", nargs="+", help="video files (default: 4 clips of ../shared/data/videos/udacity)")
     p.add_argument("--workers", default="1,2", help="Ray CPU counts to run, comma separated (default 1,2)")
     p.add_argument("--max-frames", type=int, help="cut each drive to N frames")
+    p.add_argument("--loop", type=int, help="play each drive N times (--loop of the single run): longer drives, "
+                   "so the per-drive start-up weighs as it does on real drives of minutes")
     p.add_argument("--json", metavar="OUT.json", help="write the results here")
     args = p.parse_args(argv)
     if args.drives is None:
@@ -108,6 +110,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     cores = os.cpu_count() or 1
     base = ["--max-frames", str(args.max_frames)] if args.max_frames else []
+    base += ["--loop", str(args.loop)] if args.loop else []
     n = len(args.drives)
     rows = []
     load_before = os.getloadavg()
@@ -132,7 +135,7 @@ def main(argv=None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = {"device": f"{cores}-core CPU ({platform.processor() or platform.machine()})",
-              "drives": [str(d) for d in args.drives], "max_frames": args.max_frames,
+              "drives": [str(d) for d in args.drives], "max_frames": args.max_frames, "loop": args.loop,
               "load_average_before": load_before, "load_average_after": os.getloadavg(), "rows": rows}
     print(table(rows))
     print(f"load average before {load_before[0]:.1f}, after {result['load_average_after'][0]:.1f} ({cores} cores)")
