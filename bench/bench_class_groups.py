@@ -16,6 +16,9 @@ clips and the PandaSet front camera as an image folder (timestamps.json).
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m bench.bench_class_groups --help")
+
 import argparse
 import sys
 import time

@@ -27,6 +27,9 @@ onnxruntime with ``--threads`` intra-op threads, one call at a time.
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m bench.bench_detector --help")
+
 import argparse
 import dataclasses
 import json

@@ -19,6 +19,9 @@ Configurations run in turn, --repeats times, and the medians are reported.
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m bench.bench_e2e --help")
+
 import argparse
 import statistics
 import subprocess

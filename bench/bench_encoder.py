@@ -13,6 +13,9 @@ encoder takes away from inference, so that column picks the default.
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m bench.bench_encoder --help")
+
 import argparse
 import itertools
 import os

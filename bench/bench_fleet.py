@@ -23,6 +23,9 @@ load), for both engines; ``call_s``: the sequential loop's whole call per drive.
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m bench.bench_fleet --help")
+
 import argparse
 import json
 import os

@@ -15,6 +15,9 @@ median over ``--repeats`` rounds).  The tiled labels are cached in ``--labels-ca
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m bench.bench_imgsz --help")
+
 import argparse
 import json
 import statistics

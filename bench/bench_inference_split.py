@@ -10,6 +10,9 @@ Configurations are interleaved over the repeats; medians are reported.
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m bench.bench_inference_split --help")
+
 import argparse
 import os
 import statistics

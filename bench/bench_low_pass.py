@@ -17,6 +17,9 @@ its baseline in the same run:
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m bench.bench_low_pass --help")
+
 import argparse
 import dataclasses
 import json

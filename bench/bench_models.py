@@ -11,6 +11,9 @@ batch 1 (2 x multiply-accumulates, torch.utils.flop_counter).
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m bench.bench_models --help")
+
 import argparse
 import dataclasses
 import os

@@ -12,6 +12,9 @@ and the pipeline's per-stage table.  Writes JSON with --json.
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m bench.bench_pipeline --help")
+
 import argparse
 import statistics
 import sys

@@ -6,6 +6,9 @@ in_path, tracks replaced every 50 frames). Baseline in the same run: the JSONL w
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m bench.bench_report --help")
+
 import argparse
 import os
 import statistics

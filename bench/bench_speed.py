@@ -11,6 +11,9 @@ slows all of them alike; the table gives the median and mean ms per frame.
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m bench.bench_speed --help")
+
 import argparse
 import json
 import statistics

@@ -13,6 +13,9 @@ three flow widths (the default 320 px and half and double it).
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m bench.bench_tracker --help")
+
 import os
 
 # Before any peer imports torch: OpenMP threads that spin after each parallel region

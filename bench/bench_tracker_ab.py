@@ -19,6 +19,9 @@ per-frame time ratios (ours / baseline).
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m bench.bench_tracker_ab --help")
+
 import argparse
 import importlib.util
 import shutil

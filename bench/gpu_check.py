@@ -27,6 +27,9 @@ status, ms_per_batch, images_per_s), ``parity``, ``e2e`` (decode_only, runs, rat
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m bench.gpu_check --help")
+
 import argparse
 import json
 import os

@@ -8,6 +8,9 @@ how long after the final loss the run ended with its error.
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m bench.reconnect --help")
+
 import argparse
 import json
 import sys

@@ -8,6 +8,9 @@ than --max-growth MB after warm-up (a short run's one-off steps are not a leak).
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m bench.soak --help")
+
 import argparse
 import sys
 import tempfile

@@ -9,6 +9,9 @@ module names are checked only here.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 import importlib
 from pathlib import Path
 
@@ -149,3 +152,17 @@ def test_module_imports_as_package(name):
     """Each tool and benchmark imports by its package name (what ``python -m`` does), with nothing on
     sys.path but the repository root."""
     assert importlib.import_module(name).__name__ == name
+
+
+SCRIPTS = sorted(p for p in [*(REPO / "tools").rglob("*.py"), *(REPO / "bench").glob("*.py")]
+                 if '__name__ == "__main__"' in p.read_text())
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[str(p.relative_to(REPO)) for p in SCRIPTS])
+def test_a_script_run_by_path_says_how_to_run_it(script, tmp_path):
+    """``python tools/train.py`` cannot import the project's packages: one line naming the ``-m`` form, exit 1."""
+    run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    module = ".".join(script.relative_to(REPO).with_suffix("").parts)
+    assert run.returncode == 1
+    assert run.stderr.strip() == f"run it from the repository root as a module: python -m {module} --help"

@@ -35,6 +35,9 @@ Exit codes: 0 no errors (warnings allowed), 1 errors found (or warnings with --s
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m tools.audit_data --help")
+
 import argparse
 import json
 import os

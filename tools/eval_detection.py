@@ -22,6 +22,9 @@ Exit codes: 0 done, 2 bad input (missing folder, malformed labels, unknown weigh
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m tools.eval_detection --help")
+
 import argparse
 import json
 import platform

@@ -30,6 +30,9 @@ ones are reported.
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m tools.eval_tracking --help")
+
 import os
 
 # Before any peer imports torch: OpenMP threads that spin after each parallel region

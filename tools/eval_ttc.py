@@ -16,6 +16,9 @@ matched approaching boxes with a TTC), and in-path precision, recall and F1.
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m tools.eval_ttc --help")
+
 import argparse
 import json
 import platform

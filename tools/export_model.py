@@ -10,6 +10,9 @@ shape stored in the metadata (long side N, 16:9 frames), ``--input-size H W`` se
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:      # run by path: the project's packages are not on the path
+    raise SystemExit("run it from the repository root as a module: python -m tools.export_model --help")
+
 import argparse
 import dataclasses
 from pathlib import Path
