@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -55,6 +55,21 @@ def frame_input_shape(width: int, height: int, imgsz: int, stride: int = 32) -> 
     short = min(width, height) * long_side / max(width, height)
     short_side = max(stride, math.ceil(short / stride - 1e-9) * stride)
     return (short_side, long_side) if width >= height else (long_side, short_side)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How a model's weights expect their input, described once: the torch variants' YAML ``preprocess``
+    section (``models/registry.py``), a checkpoint's ``meta.preprocess``, an exported ONNX file's
+    ``dashtrack`` metadata, and ``DetectorConfig.preprocess`` (the flat ``detector.*`` fields) all are
+    this record; the ONNX path, the torch path and the training loader read it the same way
+    (``Letterbox.fit`` with ``letterbox``, a ``pad_value`` canvas, ``color`` order, ``(x - mean) / std``)."""
+
+    color: Literal["bgr", "rgb"] = "bgr"
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)  # 0..255 units, in ``color`` order
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    letterbox: Literal["topleft", "center", "stretch"] = "topleft"
+    pad_value: float = 114.0  # canvas fill, 0..255 units, before normalisation
 
 
 @dataclass(frozen=True, eq=False)

@@ -25,21 +25,13 @@ import yaml
 from torch import nn
 
 from dashtrack_core.configtools import ConfigError, from_mapping
+from dashtrack_core.detector import Preprocess
 
 from .classes import CLASS_SETS
 from .fastdet import FastDet, FastDetConfig
 from .yolox import YOLOX, YOLOX_SIZES
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
-
-
-@dataclass(frozen=True)
-class Preprocess:
-    color: Literal["bgr", "rgb"] = "bgr"
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)  # 0..255 units, in ``color`` order
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    letterbox: Literal["topleft", "center", "stretch"] = "topleft"
-    pad_value: float = 114.0  # canvas fill, 0..255 units, before normalisation
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import Any, Literal, Mapping
 import yaml
 
 from dashtrack_core.configtools import ConfigError, from_mapping
-from dashtrack_core.detector import DASHCAM_CLASSES
+from dashtrack_core.detector import DASHCAM_CLASSES, Preprocess
 from dashtrack_core.paths import expand_shared
 from trackers.config import TrackerConfig
 
@@ -177,6 +177,11 @@ class DetectorConfig:
             raise ConfigError(f"detector.crop_merge_iou: {self.crop_merge_iou!r} must be in (0, 1]")
         if self.crop_edge_margin < 0:
             raise ConfigError(f"detector.crop_edge_margin: {self.crop_edge_margin!r} must be >= 0")
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """The flat ``detector.color/mean/std/letterbox/pad_value`` fields as the one preprocessing record."""
+        return Preprocess(self.color, self.mean, self.std, self.letterbox, self.pad_value)
 
 
 @dataclass(frozen=True)

@@ -115,8 +115,9 @@ class OnnxDetector:
         names = cfg.class_names
         self.class_names: tuple[str, ...] = COCO_NAMES if names == "coco" else tuple(names)
         self._keep_mask = self._class_mask(cfg.classes)
-        self._mean = np.asarray(cfg.mean, np.float32).reshape(1, 3, 1, 1)
-        self._inv_std = (1.0 / np.asarray(cfg.std, np.float32)).reshape(1, 3, 1, 1)
+        self.prep = cfg.preprocess           # the model file's preprocessing (file_wins above), one record
+        self._mean = np.asarray(self.prep.mean, np.float32).reshape(1, 3, 1, 1)
+        self._inv_std = (1.0 / np.asarray(self.prep.std, np.float32)).reshape(1, 3, 1, 1)
         self._normalize = bool(np.any(self._mean != 0) or np.any(self._inv_std != 1))
         self._check_outputs(path)
         self._grids: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
@@ -241,10 +242,10 @@ class OnnxDetector:
         lbs, canvases = [], []
         in_h, in_w = self.input_shape(images[0].shape[1], images[0].shape[0])   # one shape per batch
         for img in images:
-            lb = Letterbox.fit(img.shape[1], img.shape[0], in_h, in_w, self.cfg.letterbox)
+            lb = Letterbox.fit(img.shape[1], img.shape[0], in_h, in_w, self.prep.letterbox)
             lbs.append(lb)
-            canvases.append(letterbox_image(img, lb, in_h, in_w, self.cfg.pad_value))
-        swap = self.cfg.color == "rgb"
+            canvases.append(letterbox_image(img, lb, in_h, in_w, self.prep.pad_value))
+        swap = self.prep.color == "rgb"
         # (B, H, W, 3) uint8 -> (B, 3, H, W) float32
         data = cv2.dnn.blobFromImages(canvases, 1.0, swapRB=swap) if len(canvases) > 1 else \
             cv2.dnn.blobFromImage(canvases[0], 1.0, swapRB=swap)
