@@ -67,9 +67,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def sequential(drives: list[Path], out: Path, options: list[str]) -> dict:
-    from pipeline.fleet_drive import STATS, drive_argv, single_run_cli
+    from pipeline import cli
+    from pipeline.fleet_drive import STATS, drive_argv
 
-    cli = single_run_cli()
     times, calls = {}, {}
     t0 = time.perf_counter()
     for d in drives:

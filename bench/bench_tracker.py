@@ -38,7 +38,7 @@ from trackers.eval import peers  # noqa: E402
 WARMUP = 20
 
 
-def scene(n: int, frames: int, seed: int = 0) -> list[Detections]:
+def scene(n: int, frames: int, seed: int = 0, classes: tuple[int, ...] = (2,)) -> list[Detections]:
     rng = np.random.default_rng(seed)
     # a grid of non-overlapping starting boxes so association is unambiguous
     cols = int(np.ceil(np.sqrt(n * 4)))
@@ -48,12 +48,13 @@ def scene(n: int, frames: int, seed: int = 0) -> list[Detections]:
     y0 = (cells // cols) * h
     size = np.stack([np.full(n, w * 0.6), np.full(n, h * 0.6)], axis=1)
     vel = rng.normal(0, 0.02, (n, 2)) * [w, h]
+    cls = np.asarray(classes)[np.arange(n) % len(classes)]      # box i has classes[i mod len]
     out = []
     for f in range(frames):
         tl = np.stack([x0, y0], axis=1) + f * vel + rng.normal(0, 1.0, (n, 2))
         boxes = np.concatenate([tl, tl + size], axis=1)
         keep = rng.random(n) > 0.05
-        out.append(Detections(boxes[keep], np.full(keep.sum(), 0.9), np.full(keep.sum(), 2)))
+        out.append(Detections(boxes[keep], np.full(keep.sum(), 0.9), cls[keep]))
     return out
 
 

@@ -40,21 +40,7 @@ from dashtrack_core.records import Detections
 
 def car_truck(n: int, frames: int, seed: int) -> list[Detections]:
     """``bench_tracker.scene`` (same boxes, same random draws) with every other object a truck (COCO 7)."""
-    rng = np.random.default_rng(seed)
-    cols = int(np.ceil(np.sqrt(n * 4)))
-    cells = rng.choice(cols * cols, size=n, replace=False)
-    w, h = 1242.0 / cols, 375.0 / cols
-    x0, y0 = (cells % cols) * w, (cells // cols) * h
-    size = np.stack([np.full(n, w * 0.6), np.full(n, h * 0.6)], axis=1)
-    vel = rng.normal(0, 0.02, (n, 2)) * [w, h]
-    cls = np.where(np.arange(n) % 2 == 0, 2, 7)
-    out = []
-    for f in range(frames):
-        tl = np.stack([x0, y0], axis=1) + f * vel + rng.normal(0, 1.0, (n, 2))
-        boxes = np.concatenate([tl, tl + size], axis=1)
-        keep = rng.random(n) > 0.05
-        out.append(Detections(boxes[keep], np.full(keep.sum(), 0.9), cls[keep]))
-    return out
+    return scene(n, frames, seed, classes=(2, 7))
 
 
 def load_baseline(path: Path, tmp: Path):

@@ -29,7 +29,8 @@ from pathlib import Path
 from dashtrack_core.configtools import ConfigError
 
 from .build import DetectorError, build_detector
-from .fleet_drive import FLEET_FLAGS, DriveRecord, drive_argv, read_marker, resumed_record, single_run_cli
+from . import cli
+from .fleet_drive import FLEET_FLAGS, DriveRecord, drive_argv, read_marker, resumed_record
 from .fleet_inputs import Drive, FleetInputError, discover, drive_names
 from .fleet_summary import write_summary
 from .runner import Terminated
@@ -104,7 +105,6 @@ def _check_out(out: Path) -> None:
 def _probe_config(drives: list[Drive], out: Path, options: list[str], save_video: bool):
     """The single-run config of the first drive, its detector built once: bad pass-through options or a
     model that does not load stop here, before Ray starts."""
-    cli = single_run_cli()
 
     said = io.StringIO()
     try:

@@ -28,11 +28,6 @@ FLEET_FLAGS = ("--source", "--save-json", "--save-mot", "--stats-json", "--save-
                "--report")
 
 
-def single_run_cli():
-    """The single-run command line (``main(argv) -> int``, ``parse_args``, ``build_config``): pipeline/cli.py."""
-    return cli
-
-
 def drive_argv(source: Path, folder: Path, options: list[str], save_video: bool) -> list[str]:
     """The single-run arguments of one drive: the fleet's pass-through options, then its outputs."""
     argv = [*options, "--source", str(source), "--no-show", "--quiet",
@@ -194,7 +189,6 @@ def run_drive(name: str, source: str, folder: str, argv: list[str], ttc_warn_s: 
     main_thread = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main_thread else None
     try:
-        cli = single_run_cli()
         with _output_to(out / LOG):
             code = cli.main(argv)
     except KeyboardInterrupt:
