@@ -71,6 +71,16 @@ class Preprocess:
     letterbox: Literal["topleft", "center", "stretch"] = "topleft"
     pad_value: float = 114.0  # canvas fill, 0..255 units, before normalisation
 
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        """``(x - mean) / std`` of an (N, 3, H, W) float32 batch whose channels are already in ``color``
+        order (mean and std are given in that order): the one formula of the ONNX path and the training
+        loader (the torch path folds the same numbers into its on-device scale and bias)."""
+        mean = np.asarray(self.mean, np.float32).reshape(1, 3, 1, 1)
+        std = np.asarray(self.std, np.float32).reshape(1, 3, 1, 1)
+        if not mean.any() and (std == 1).all():
+            return x
+        return (x - mean) * (1.0 / std)
+
 
 @dataclass(frozen=True, eq=False)
 class Letterbox:

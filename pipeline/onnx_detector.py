@@ -116,9 +116,6 @@ class OnnxDetector:
         self.class_names: tuple[str, ...] = COCO_NAMES if names == "coco" else tuple(names)
         self._keep_mask = self._class_mask(cfg.classes)
         self.prep = cfg.preprocess           # the model file's preprocessing (file_wins above), one record
-        self._mean = np.asarray(self.prep.mean, np.float32).reshape(1, 3, 1, 1)
-        self._inv_std = (1.0 / np.asarray(self.prep.std, np.float32)).reshape(1, 3, 1, 1)
-        self._normalize = bool(np.any(self._mean != 0) or np.any(self._inv_std != 1))
         self._check_outputs(path)
         self._grids: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
 
@@ -246,13 +243,11 @@ class OnnxDetector:
             lbs.append(lb)
             canvases.append(letterbox_image(img, lb, in_h, in_w, self.prep.pad_value))
         swap = self.prep.color == "rgb"
-        # (B, H, W, 3) uint8 -> (B, 3, H, W) float32
+        # (B, H, W, 3) uint8 BGR -> (B, 3, H, W) float32 in the model's colour order, then its mean / std
+        # (given in that colour order: a reversed mean here fed the RGB lite model B's mean on R)
         data = cv2.dnn.blobFromImages(canvases, 1.0, swapRB=swap) if len(canvases) > 1 else \
             cv2.dnn.blobFromImage(canvases[0], 1.0, swapRB=swap)
-        if self._normalize:
-            mean = self._mean[:, ::-1] if swap else self._mean
-            inv_std = self._inv_std[:, ::-1] if swap else self._inv_std
-            data = (data - mean) * inv_std
+        data = self.prep.normalize(data)
         return Batch(np.ascontiguousarray(data, np.float32), tuple(lbs))
 
     def infer(self, batch: Batch) -> list[np.ndarray]:

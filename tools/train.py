@@ -255,7 +255,7 @@ def train(cfg: TrainConfig, out: Path, resume: bool, progress: bool = True, log=
                 img, boxes, cls = augment(train_frames[i], spec.input_size, cfg.augment, rng, p.pad_value, p.letterbox)
                 canvases.append(img)
                 targets.append((torch.from_numpy(boxes).to(device), torch.from_numpy(cls).to(device)))
-            x = torch.from_numpy(to_tensor_batch(canvases, p.color, p.mean, p.std)).to(device)
+            x = torch.from_numpy(to_tensor_batch(canvases, p)).to(device)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, s, time_frac())
             if s.unfreeze_at and frozen and max(step / total, time_frac()) >= s.unfreeze_at:

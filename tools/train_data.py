@@ -26,7 +26,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from dashtrack_core.detector import Letterbox
+from dashtrack_core.detector import Letterbox, Preprocess
 from tools.datasets import DASHCAM_NAMES, DatasetError, ImageLabels, canonical_class
 from tools.label_formats import read_yolo
 
@@ -201,10 +201,9 @@ def colour_jitter(img: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator)
     return cv2.LUT(img, lut)
 
 
-def to_tensor_batch(canvases: Sequence[np.ndarray], color: str, mean, std):
+def to_tensor_batch(canvases: Sequence[np.ndarray], prep: Preprocess) -> np.ndarray:
     """uint8 BGR canvases -> (B, 3, H, W) float32 normalised as the model's preprocess (numpy)."""
     x = np.stack(canvases).astype(np.float32)  # (B, H, W, 3) BGR
-    if color == "rgb":
+    if prep.color == "rgb":
         x = x[..., ::-1]
-    x = (x - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # (B, H, W, 3) -> (B, 3, H, W)
+    return np.ascontiguousarray(prep.normalize(x.transpose(0, 3, 1, 2)))  # (B, H, W, 3) -> (B, 3, H, W)
