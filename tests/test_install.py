@@ -56,8 +56,9 @@ def venv(wheel, tmp_path_factory) -> Path:
                                         text=True).strip())
     dirs = {str(Path(importlib.import_module(m).__file__).resolve().parent.parent) for m in DEPS}
     (site / "zz_dashtrack_deps.pth").write_text("\n".join(sorted(dirs)) + "\n")
+    # without PYTHONPATH: a clone on it (its dashtrack.egg-info) makes pip call the wheel "already satisfied"
     proc = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-deps", "--no-index",
-                           str(wheel)], capture_output=True, text=True, timeout=300)
+                           str(wheel)], capture_output=True, text=True, timeout=300, env=_clean_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     return root
 
