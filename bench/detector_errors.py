@@ -35,7 +35,7 @@ from bench.bench_detector import (CAR, BenchError, build, default_model, export_
                                   labels_for, load_splits, run_single)
 from bench.common import REPO, SHARED, markdown_table, write_json
 from dashtrack_core import boxes
-from tools.datasets import DASHCAM_NAMES
+from tools.datasets import DASHCAM_NAMES, ImageLabels
 from tools.detection_metrics import BUCKETS, evaluate, match_image
 
 MISS_CAUSES = ("mislocated", "crowded", "not found")
@@ -50,8 +50,6 @@ def _band(h: float) -> str:
 def classify(gt_xyxy: np.ndarray, det_xyxy: np.ndarray, det_score: np.ndarray, conf: float,
              iou_thr: float = 0.5, near: float = 0.3, crowd: float = 0.5) -> tuple[list, list]:
     """Car labels and car boxes of one image -> (misses [(band, cause)], false positives [(band, cause)])."""
-    from tools.datasets import ImageLabels
-
     keep = det_score >= conf
     d, s = det_xyxy[keep], det_score[keep]
     gt = ImageLabels("", None, 0, 0, gt_xyxy, np.full(len(gt_xyxy), CAR, np.int64), np.zeros(len(gt_xyxy), bool))
@@ -121,9 +119,11 @@ def table(results: list[dict]) -> str:
     header = ["split", "model", "car AP50", "AP @ IoU 0.3", "AP50, crowded ignored", "crowded labels"] + \
         [f"miss {c}" for c in MISS_CAUSES] + [f"FP {c}" for c in FP_CAUSES]
     rows = []
+    def by(counts: dict, cause: str) -> str:
+        return "/".join(str(counts[b][cause]) for b in BANDS)
+
     for r in results:
         mi, fp = r["misses"], r["false_positives"]
-        by = lambda t, c: "/".join(str(t[b][c]) for b in BANDS)   # noqa: E731
         rows.append([r["split"], r["model"], f"{r['car_ap50']:.2f}", f"{r['car_ap_iou30']:.2f}",
                      f"{r['car_ap50_crowded_ignored']:.2f}", str(r["crowded_labels"])]
                     + [by(mi, c) for c in MISS_CAUSES] + [by(fp, c) for c in FP_CAUSES])
