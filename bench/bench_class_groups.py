@@ -60,9 +60,11 @@ def churn(tracker: KalmanTracker, dets, times, size) -> dict:
     emitted: set[int] = set()
     det_cls: dict[int, int] = {}
     out_cls: dict[int, int] = {}
-    det_flips = out_changes = 0
+    det_flips = out_changes = detected = coasted_boxes = 0
     for d, t in zip(dets, times):
         out = tracker.update(d, t, image)
+        if not len(out):               # nothing emitted (an empty result carries no columns)
+            continue
         for tid, cls, dc, coasted in zip(out.track_id.tolist(), out.class_id.tolist(),
                                          out.columns["det_class"].tolist(), out.coasted.tolist()):
             emitted.add(tid)
@@ -70,7 +72,9 @@ def churn(tracker: KalmanTracker, dets, times, size) -> dict:
                 out_changes += 1
             out_cls[tid] = cls
             if coasted:
+                coasted_boxes += 1
                 continue
+            detected += 1
             span = seen.setdefault(tid, [t, t])
             span[1] = t
             if tid in det_cls and det_cls[tid] != dc:
@@ -79,8 +83,9 @@ def churn(tracker: KalmanTracker, dets, times, size) -> dict:
     dt = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
     minutes = max((times[-1] - times[0] + dt) / 60.0, 1e-9) if times else 1e-9
     short = sum(1 for a, b in seen.values() if b - a + dt < SHORT_S - 1e-9)
-    return {"frames": len(times), "minutes": minutes, "tracks": len(emitted),
+    return {"frames": len(times), "minutes": minutes, "tracks": len(emitted), "short": short,
             "born_per_min": len(emitted) / minutes, "short_per_min": short / minutes,
+            "detected_boxes": detected, "coasted_boxes": coasted_boxes,
             "det_class_flips": det_flips, "output_class_changes": out_changes}
 
 

@@ -28,9 +28,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from bench.bench_class_groups import detect_clip
+from bench.bench_class_groups import churn, detect_clip
 from bench.common import SHARED, markdown_table, write_json
 
 from pipeline.build import build_detector
@@ -42,7 +40,6 @@ REPO = Path(__file__).resolve().parents[1]
 CLIPS = ("videos/udacity/test_video.mp4", "videos/udacity/project_video_cut.mp4", "videos/udacity/test_small1.mp4",
          "videos/udacity/test_small2.mp4", "videos/udacity/solidWhiteRight_960x540.mp4")
 FLOORS = (0.3, 0.2, 0.1)          # 0.3: the detector threshold before; 0.1: tracker.low_score
-SHORT_S = 1.0
 # KITTI: (name, raw PointRCNN floor, tracker overrides)
 KITTI = [
     ("floor 0.881 (default), tracker defaults", 2.0, []),
@@ -55,24 +52,9 @@ KITTI = [
 
 
 def track_clip(tracker: KalmanTracker, dets, times, size) -> dict:
-    image = np.broadcast_to(np.zeros(1, np.uint8), (*size, 3)) if not tracker.config.cmc else None
-    seen: dict[int, list[float]] = {}
-    emitted: set[int] = set()
-    detected = coasted = 0
-    for d, t in zip(dets, times):
-        out = tracker.update(d, t, image)
-        for tid, c in zip(out.track_id.tolist(), out.coasted.tolist()):
-            emitted.add(tid)
-            coasted += bool(c)
-            detected += not c
-            if not c:
-                span = seen.setdefault(tid, [t, t])
-                span[1] = t
-    dt = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
-    minutes = max((times[-1] - times[0] + dt) / 60.0, 1e-9) if times else 1e-9
-    short = sum(1 for a, b in seen.values() if b - a + dt < SHORT_S - 1e-9)
-    return {"frames": len(times), "minutes": minutes, "tracks": len(emitted), "short": short,
-            "detected_boxes": detected, "coasted_boxes": coasted}
+    """The churn counts this benchmark reports (``bench_class_groups.churn`` measures them)."""
+    r = churn(tracker, dets, times, size)
+    return {k: r[k] for k in ("frames", "minutes", "tracks", "short", "detected_boxes", "coasted_boxes")}
 
 
 def clips(cfg) -> tuple[dict, list]:

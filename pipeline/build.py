@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from .config import DEFAULT_CONFIG, AppConfig, DetectorConfig, load_config
 from dashtrack_core.configtools import ConfigError
-from .model_file import file_wins, print_note
+from .model_file import file_wins, print_note, show_value
 from .onnx_detector import DetectorError, OnnxDetector
 from trackers import KalmanTracker
 
@@ -63,7 +63,7 @@ def check_fields(cfg: DetectorConfig, backend: str, shipped: DetectorConfig | No
         value = getattr(cfg, name)
         if value == getattr(plain, name):
             continue
-        shown = _show(value)
+        shown = show_value(value)
         if value == getattr(shipped, name):
             note(f"detector.{name}={shown} (from the defaults) is not used by the {backend} backend; ignored")
             continue
@@ -137,10 +137,6 @@ def build_tracker(cfg: AppConfig, class_names=None):
     if not cfg.pipeline.track:
         return None
     return KalmanTracker(cfg.tracker, class_names)
-
-
-def _show(value: Any) -> str:
-    return str(list(value)) if isinstance(value, tuple) else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 __all__ = ["build_detector", "build_tracker", "detector_config", "check_fields", "backend_of", "torch_arguments", "UNUSED", "COMMON",

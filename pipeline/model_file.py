@@ -53,11 +53,14 @@ def file_wins(cfg: DetectorConfig, file_values: Mapping[str, Any], model: str,
     for key, theirs in values.items():
         ours = merged[key]
         if not _same(ours, theirs) and not _same(ours, getattr(_DEFAULTS, key)):
-            note(f"detector.{key}={_show(ours)} contradicts {model}'s own {key} {_show(theirs)}; the model file "
+            note(f"detector.{key}={show_value(ours)} contradicts {model}'s own {key} {show_value(theirs)}; the model file "
                  "wins (its weights were trained with that preprocessing; re-export the model to change it)")
         merged[key] = theirs
     return from_mapping(DetectorConfig, merged, f"{model} metadata")
 
 
-def _show(value: Any) -> str:
-    return str(list(value)) if isinstance(value, tuple) else str(value)
+def show_value(value: Any) -> str:
+    """A config value as a user writes it in YAML or --set (tuples as lists, booleans lower case)."""
+    if isinstance(value, tuple):
+        return str(list(value))
+    return str(value).lower() if isinstance(value, bool) else str(value)
