@@ -217,8 +217,6 @@ def test_cli_bad_yaml_key(tmp_path):
     assert proc.returncode == 2 and "unknown key 'dorp_policy' (did you mean 'drop_policy'?)" in err
 
 
-@pytest.mark.slow
-@pytest.mark.timeout(180)
 class AtLeast:
     """The real detector, with each ``infer`` call taking at least ``seconds``: a device slower
     than the source on any machine (a fast CI runner kept up with 81 of 100 fps unslowed)."""
@@ -236,6 +234,8 @@ class AtLeast:
         return raw
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(180)
 def test_live_source_faster_than_inference_drops_and_latency_stays_flat(tmp_path):
     """A 100 fps live source for 30 s into inference that takes at least 40 ms a frame (two
     workers: at most 50 fps): the pipeline drops the oldest frames (counted) and latency stays
